@@ -1,0 +1,148 @@
+//! A resource as it crosses into Hearth: checked once (JSON object, known
+//! `resourceType`, valid `id`), then normalised for storage.
+
+use serde_json::{Map, Value};
+
+use super::{Instant, ResourceId, ResourceType};
+
+/// Why bytes are not an acceptable resource. Mapped to 400 at the HTTP edge.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ResourceError {
+    #[error("the body is not valid JSON: {0}")]
+    Json(String),
+    #[error("the body is not a JSON object")]
+    NotObject,
+    #[error("the resource has no resourceType")]
+    MissingType,
+    #[error("'{0}' is not an R4 resource type")]
+    UnknownType(String),
+    #[error("'{0}' is not a valid resource id (1-64 of A-Z a-z 0-9 - .)")]
+    BadId(String),
+}
+
+/// A parsed resource whose type is known and whose `id`, when present, is valid.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Resource {
+    pub rtype: ResourceType,
+    pub id: Option<ResourceId>,
+    pub body: Map<String, Value>,
+}
+
+impl Resource {
+    pub fn from_slice(bytes: &[u8]) -> Result<Self, ResourceError> {
+        let value: Value =
+            serde_json::from_slice(bytes).map_err(|e| ResourceError::Json(e.to_string()))?;
+        Self::from_value(value)
+    }
+
+    pub fn from_value(value: Value) -> Result<Self, ResourceError> {
+        let Value::Object(body) = value else {
+            return Err(ResourceError::NotObject);
+        };
+        let rtype = match body.get("resourceType") {
+            Some(Value::String(t)) => {
+                ResourceType::parse(t).ok_or_else(|| ResourceError::UnknownType(t.clone()))?
+            }
+            Some(other) => return Err(ResourceError::UnknownType(other.to_string())),
+            None => return Err(ResourceError::MissingType),
+        };
+        let id = match body.get("id") {
+            None => None,
+            Some(Value::String(s)) => {
+                Some(ResourceId::parse(s).ok_or_else(|| ResourceError::BadId(s.clone()))?)
+            }
+            Some(other) => return Err(ResourceError::BadId(other.to_string())),
+        };
+        Ok(Resource { rtype, id, body })
+    }
+
+    /// Serialises the resource for storage: compact JSON, `resourceType`, `id`
+    /// and `meta` first, `meta.versionId` / `meta.lastUpdated` set by the
+    /// server; every other member keeps its order and its exact text (numbers
+    /// keep their precision: serde_json runs with `arbitrary_precision`).
+    pub fn to_stored_bytes(&self, id: &ResourceId, version: u64, last_updated: Instant) -> Vec<u8> {
+        let mut meta = match self.body.get("meta") {
+            Some(Value::Object(m)) => m.clone(),
+            _ => Map::new(),
+        };
+        meta.insert("versionId".into(), Value::String(version.to_string()));
+        meta.insert("lastUpdated".into(), Value::String(last_updated.to_fhir()));
+
+        let mut out = Map::with_capacity(self.body.len() + 2);
+        out.insert("resourceType".into(), Value::String(self.rtype.as_str().into()));
+        out.insert("id".into(), Value::String(id.as_str().into()));
+        out.insert("meta".into(), Value::Object(meta));
+        for (k, v) in &self.body {
+            if !matches!(k.as_str(), "resourceType" | "id" | "meta") {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+        serde_json::to_vec(&Value::Object(out)).unwrap_or_default()
+    }
+}
+
+/// Calls `f` on every `reference` string of every Reference in `value`, at any depth.
+pub fn for_each_reference_mut(value: &mut Value, f: &mut impl FnMut(&mut String)) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                match v {
+                    Value::String(s) if k == "reference" => f(s),
+                    _ => for_each_reference_mut(v, f),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| for_each_reference_mut(v, f)),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_bad_input() {
+        assert!(matches!(Resource::from_slice(b"{"), Err(ResourceError::Json(_))));
+        assert_eq!(Resource::from_slice(b"[]"), Err(ResourceError::NotObject));
+        assert_eq!(Resource::from_slice(b"{}"), Err(ResourceError::MissingType));
+        assert_eq!(
+            Resource::from_slice(br#"{"resourceType":"Pateint"}"#),
+            Err(ResourceError::UnknownType("Pateint".into()))
+        );
+        assert_eq!(
+            Resource::from_slice(br#"{"resourceType":"Patient","id":"a b"}"#),
+            Err(ResourceError::BadId("a b".into()))
+        );
+    }
+
+    #[test]
+    fn normalises_meta_and_keeps_the_rest_exact() {
+        let r = Resource::from_slice(
+            br#"{ "valueDecimal": 1.50, "resourceType": "Observation",
+                  "meta": {"versionId": "9", "tag": [{"code": "x"}]}, "status": "final" }"#,
+        )
+        .unwrap();
+        let id = ResourceId::parse("o1").unwrap();
+        let bytes = r.to_stored_bytes(&id, 3, Instant::from_millis(1_700_000_000_123));
+        assert_eq!(
+            std::str::from_utf8(&bytes).unwrap(),
+            r#"{"resourceType":"Observation","id":"o1","meta":{"versionId":"3","tag":[{"code":"x"}],"lastUpdated":"2023-11-14T22:13:20.123Z"},"valueDecimal":1.50,"status":"final"}"#
+        );
+    }
+
+    #[test]
+    fn visits_nested_references() {
+        let mut v: Value = serde_json::from_str(
+            r#"{"subject":{"reference":"urn:uuid:1"},"x":[{"y":{"reference":"Patient/2"}}]}"#,
+        )
+        .unwrap();
+        let mut seen = vec![];
+        for_each_reference_mut(&mut v, &mut |s| {
+            seen.push(s.clone());
+            s.push('!');
+        });
+        assert_eq!(seen, ["urn:uuid:1", "Patient/2"]);
+        assert_eq!(v["x"][0]["y"]["reference"], "Patient/2!");
+    }
+}

@@ -1,0 +1,10 @@
+//! Hearth: a FHIR R4 Bulk Data server. See ARCHITECTURE.md at the repository
+//! root for the map of these modules and how a request flows through them.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod dataset;
+pub mod fhir;
+pub mod server;
+pub mod store;
