@@ -1,1 +1,73 @@
+//! The `hearth` command line: parsing only; each subcommand calls into the library.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::Overrides;
+
+#[derive(Debug, Parser)]
+#[command(name = "hearth", version, about = "FHIR R4 Bulk Data server extended by WebAssembly components")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (defaults: 127.0.0.1:8080, data in ./hearth-data).
+    Serve(ServeArgs),
+    /// Print the effective configuration (defaults, file, environment, flags) as TOML.
+    Config(ServeArgs),
+    /// Work with synthetic data sets.
+    #[command(subcommand)]
+    Dataset(DatasetCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML configuration file (see examples/hearth.toml).
+    #[arg(long, env = "HEARTH_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on, e.g. 127.0.0.1:8080 (port 0 picks a free port).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Directory of the embedded store.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Public base URL for links (default: derived from the listen address).
+    #[arg(long)]
+    pub base_url: Option<String>,
+    /// Largest accepted request body in bytes.
+    #[arg(long)]
+    pub max_body_bytes: Option<usize>,
+}
+
+impl ServeArgs {
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            listen: self.listen,
+            base_url: self.base_url.clone(),
+            max_body_bytes: self.max_body_bytes,
+            data_dir: self.data_dir.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DatasetCommand {
+    /// Clone every patient of an NDJSON data set N times with fresh ids and
+    /// rewritten references (for load tests and benchmarks).
+    Scale {
+        /// Folder of `<Type>.ndjson` or `<Type>.ndjson.gz` files.
+        #[arg(long)]
+        input: PathBuf,
+        /// How many copies of each patient (1 = the input as is).
+        #[arg(long)]
+        factor: u32,
+        /// Folder to write `<Type>.ndjson` files into.
+        #[arg(long)]
+        output: PathBuf,
+    },
+}

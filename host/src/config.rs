@@ -1,1 +1,233 @@
+//! One typed configuration, assembled once at start-up from embedded
+//! defaults, an optional TOML file, `HEARTH_*` environment variables and
+//! command-line flags (later sources win), then validated.
 
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub api: ApiConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on. Port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Public base URL used in `Location`, `fullUrl` and links. Empty: derived
+    /// from the bound address (`http://127.0.0.1:8080`).
+    pub base_url: String,
+    /// Largest accepted request body; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// How long shutdown waits for in-flight requests before giving up.
+    pub shutdown_grace_seconds: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Directory of the embedded store (created if missing).
+    pub data_dir: PathBuf,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// `_count` when a search or history request gives none.
+    pub default_page_size: usize,
+    /// Largest `_count` honoured.
+    pub max_page_size: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter, e.g. `info` or `hearth=debug,tower_http=info`.
+    /// `RUST_LOG` overrides it.
+    pub filter: String,
+    pub format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            base_url: String::new(),
+            max_body_bytes: 16 * 1024 * 1024,
+            shutdown_grace_seconds: 30,
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig { data_dir: PathBuf::from("./hearth-data") }
+    }
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig { default_page_size: 50, max_page_size: 1000 }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { filter: "info".into(), format: LogFormat::Text }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: ServerConfig::default(),
+            storage: StorageConfig::default(),
+            api: ApiConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// Values given on the command line; `None` leaves the lower layers alone.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Config {
+    /// Defaults < `file` < `HEARTH_SECTION__KEY` environment variables < `flags`.
+    pub fn load(file: Option<&Path>, flags: &Overrides) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::MissingFile(path.to_owned()));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(Env::prefixed("HEARTH_").split("__").ignore(&["config"]));
+        let server = ServerFlags {
+            listen: flags.listen,
+            base_url: flags.base_url.clone(),
+            max_body_bytes: flags.max_body_bytes,
+        };
+        figment = figment.merge(Serialized::default("server", server));
+        if let Some(dir) = &flags.data_dir {
+            figment = figment.merge(Serialized::default("storage", StorageConfig { data_dir: dir.clone() }));
+        }
+        let config: Config = figment.extract().map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        if self.server.max_body_bytes < 1024 {
+            return invalid("server.max_body_bytes must be at least 1024");
+        }
+        if self.api.default_page_size == 0 || self.api.default_page_size > self.api.max_page_size {
+            return invalid("api.default_page_size must be between 1 and api.max_page_size");
+        }
+        let base = &self.server.base_url;
+        if !base.is_empty() && !(base.starts_with("http://") || base.starts_with("https://")) {
+            return invalid("server.base_url must start with http:// or https://");
+        }
+        Ok(())
+    }
+
+    /// The base URL, derived from the bound address when not configured.
+    pub fn base_url(&self, bound: SocketAddr) -> String {
+        if self.server.base_url.is_empty() {
+            format!("http://{bound}")
+        } else {
+            self.server.base_url.trim_end_matches('/').to_owned()
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ServerFlags {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    base_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_body_bytes: Option<usize>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_need_no_file() {
+        figment::Jail::expect_with(|_| {
+            let c = Config::load(None, &Overrides::default()).unwrap();
+            assert_eq!(c, Config::default());
+            assert_eq!(c.base_url("127.0.0.1:8080".parse().unwrap()), "http://127.0.0.1:8080");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn layers_in_order() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "h.toml",
+                "[server]\nlisten = \"127.0.0.1:9000\"\nmax_body_bytes = 4096\n[storage]\ndata_dir = \"/x\"\n",
+            )?;
+            jail.set_env("HEARTH_SERVER__MAX_BODY_BYTES", "8192");
+            let flags = Overrides { data_dir: Some("/y".into()), ..Default::default() };
+            let c = Config::load(Some(Path::new("h.toml")), &flags).unwrap();
+            assert_eq!(c.server.listen.port(), 9000);
+            assert_eq!(c.server.max_body_bytes, 8192);
+            assert_eq!(c.storage.data_dir, PathBuf::from("/y"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("bad.toml", "[server]\nlisten = \"nowhere\"\n")?;
+            assert!(Config::load(Some(Path::new("bad.toml")), &Overrides::default()).is_err());
+            jail.create_file("typo.toml", "[sever]\nlisten = \"127.0.0.1:1\"\n")?;
+            assert!(Config::load(Some(Path::new("typo.toml")), &Overrides::default()).is_err());
+            assert!(matches!(
+                Config::load(Some(Path::new("missing.toml")), &Overrides::default()),
+                Err(ConfigError::MissingFile(_))
+            ));
+            Ok(())
+        });
+    }
+}

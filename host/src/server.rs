@@ -1,1 +1,180 @@
+//! Start-up and shutdown: open the store, bind, assemble the HTTP stack
+//! around [`crate::api::router`], serve until SIGTERM/Ctrl-C, then drain and
+//! flush.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::ServiceExt;
+use axum::extract::Request;
+use axum::http::Uri;
+use axum::http::uri::PathAndQuery;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::api::{self, ApiLimits, AppState};
+use crate::config::Config;
+use crate::store::Store;
+use crate::store::sled::SledStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("opening the store in {path}: {source}")]
+    Store { path: String, source: crate::store::StoreError },
+    #[error("listening on {addr}: {source}")]
+    Bind { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("serving HTTP: {0}")]
+    Serve(std::io::Error),
+    #[error("flushing the store at shutdown: {0}")]
+    Flush(crate::store::StoreError),
+    #[error("a blocking task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// Runs the server until a shutdown signal, then flushes the store.
+pub async fn run(config: Config) -> Result<(), ServerError> {
+    let data_dir = config.storage.data_dir.clone();
+    let store = tokio::task::spawn_blocking(move || SledStore::open(&data_dir))
+        .await?
+        .map_err(|source| ServerError::Store {
+            path: config.storage.data_dir.display().to_string(),
+            source,
+        })?;
+    let store: Arc<dyn Store> = Arc::new(store);
+
+    let addr = config.server.listen;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    let bound = listener.local_addr().map_err(|source| ServerError::Bind { addr, source })?;
+    let base_url = config.base_url(bound);
+
+    let state = AppState {
+        store: store.clone(),
+        base_url: base_url.clone().into(),
+        limits: ApiLimits {
+            max_body_bytes: config.server.max_body_bytes,
+            default_page_size: config.api.default_page_size,
+            max_page_size: config.api.max_page_size,
+        },
+    };
+    let app = http_stack(api::router(state));
+
+    tracing::info!(%base_url, data_dir = %config.storage.data_dir.display(), "hearth started");
+    // The one line on stdout: scripts and tests wait for it to know the port.
+    println!("hearth: listening on http://{bound}");
+
+    let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
+    let serve = axum::serve(listener, app.into_make_service()).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown requested: no new connections, finishing in-flight requests");
+        let _ = stopping_tx.send(true);
+    });
+    let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
+    let grace_over = async move {
+        let _ = stopping.wait_for(|stopping| *stopping).await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        served = serve.into_future() => served.map_err(ServerError::Serve)?,
+        () = grace_over => tracing::warn!(?grace, "in-flight requests outlived the grace period"),
+    }
+    // Writes run on blocking threads and are durable when acknowledged; this
+    // flush covers anything a cut-short request left behind.
+    tokio::task::spawn_blocking(move || store.flush()).await?.map_err(ServerError::Flush)?;
+    tracing::info!("hearth stopped");
+    Ok(())
+}
+
+/// The layers every request passes, outermost first: `%24` decoding (before
+/// routing, so `/%24export` routes like `/$export`), a request id, a tracing
+/// span carrying it, the id echoed on the response, and panic containment.
+fn http_stack(
+    router: axum::Router,
+) -> impl tower::Service<
+    Request,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future = impl Send,
+> + Clone
++ Send
++ 'static {
+    let layered = ServiceBuilder::new()
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let id = req
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
+        }))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(CatchPanicLayer::custom(|_| api::error::panic_response()))
+        .service(router);
+    tower::ServiceExt::map_request(layered, decode_dollar)
+}
+
+/// Rewrites `%24` to `$` in the path (not the query): routing matches the raw
+/// path, and clients commonly percent-encode the `$` of operation names.
+fn decode_dollar(mut req: Request) -> Request {
+    let uri = req.uri();
+    let path = uri.path();
+    if !path.contains("%24") {
+        return req;
+    }
+    let decoded = path.replace("%24", "$");
+    let pq = match uri.query() {
+        Some(q) => format!("{decoded}?{q}"),
+        None => decoded,
+    };
+    let mut parts = uri.clone().into_parts();
+    if let Ok(pq) = pq.parse::<PathAndQuery>() {
+        parts.path_and_query = Some(pq);
+        if let Ok(new_uri) = Uri::from_parts(parts) {
+            *req.uri_mut() = new_uri;
+        }
+    }
+    req
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_dollar_in_path_only() {
+        let req = Request::builder()
+            .uri("/Group/g1/%24export?_type=Patient&x=%24y")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        assert_eq!(decode_dollar(req).uri(), "/Group/g1/$export?_type=Patient&x=%24y");
+        let req = Request::builder().uri("/Patient/1").body(axum::body::Body::empty()).unwrap();
+        assert_eq!(decode_dollar(req).uri(), "/Patient/1");
+    }
+}
