@@ -22,9 +22,15 @@ use crate::store::sled::SledStore;
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("opening the store in {path}: {source}")]
-    Store { path: String, source: crate::store::StoreError },
+    Store {
+        path: String,
+        source: crate::store::StoreError,
+    },
     #[error("listening on {addr}: {source}")]
-    Bind { addr: std::net::SocketAddr, source: std::io::Error },
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("serving HTTP: {0}")]
     Serve(std::io::Error),
     #[error("flushing the store at shutdown: {0}")]
@@ -48,7 +54,9 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| ServerError::Bind { addr, source })?;
-    let bound = listener.local_addr().map_err(|source| ServerError::Bind { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| ServerError::Bind { addr, source })?;
     let base_url = config.base_url(bound);
 
     let state = AppState {
@@ -83,7 +91,9 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
     }
     // Writes run on blocking threads and are durable when acknowledged; this
     // flush covers anything a cut-short request left behind.
-    tokio::task::spawn_blocking(move || store.flush()).await?.map_err(ServerError::Flush)?;
+    tokio::task::spawn_blocking(move || store.flush())
+        .await?
+        .map_err(ServerError::Flush)?;
     tracing::info!("hearth stopped");
     Ok(())
 }
@@ -101,7 +111,8 @@ fn http_stack(
 > + Clone
 + Send
 + 'static {
-    let layered = ServiceBuilder::new()
+    let layered = router.layer(
+        ServiceBuilder::new()
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let id = req
@@ -112,8 +123,8 @@ fn http_stack(
             tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
         }))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(CatchPanicLayer::custom(|_| api::error::panic_response()))
-        .service(router);
+            .layer(CatchPanicLayer::custom(|_| api::error::panic_response())),
+    );
     tower::ServiceExt::map_request(layered, decode_dollar)
 }
 
@@ -173,8 +184,14 @@ mod tests {
             .uri("/Group/g1/%24export?_type=Patient&x=%24y")
             .body(axum::body::Body::empty())
             .unwrap();
-        assert_eq!(decode_dollar(req).uri(), "/Group/g1/$export?_type=Patient&x=%24y");
-        let req = Request::builder().uri("/Patient/1").body(axum::body::Body::empty()).unwrap();
+        assert_eq!(
+            decode_dollar(req).uri(),
+            "/Group/g1/$export?_type=Patient&x=%24y"
+        );
+        let req = Request::builder()
+            .uri("/Patient/1")
+            .body(axum::body::Body::empty())
+            .unwrap();
         assert_eq!(decode_dollar(req).uri(), "/Patient/1");
     }
 }

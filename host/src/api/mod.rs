@@ -1,10 +1,111 @@
-//! The HTTP edge.
+//! The HTTP edge: the FHIR REST API over a [`Store`].
+//!
+//! | Method | Path                             | Interaction                       |
+//! |--------|----------------------------------|-----------------------------------|
+//! | POST   | `/`                              | batch / transaction               |
+//! | GET    | `/metadata`                      | capabilities                      |
+//! | GET    | `/healthz`                       | health check (not FHIR)           |
+//! | GET    | `/_history`                      | history-system                    |
+//! | POST   | `/{type}`                        | create                            |
+//! | GET    | `/{type}/_history`               | history-type                      |
+//! | GET    | `/{type}/{id}`                   | read                              |
+//! | PUT    | `/{type}/{id}`                   | update (and create-on-update)     |
+//! | DELETE | `/{type}/{id}`                   | delete                            |
+//! | GET    | `/{type}/{id}/_history`          | history-instance                  |
+//! | GET    | `/{type}/{id}/_history/{vid}`    | vread                             |
+//!
+//! HEAD is answered wherever GET is. Any other path is a 404, any other
+//! method on a known path a 405, both as OperationOutcome.
+//!
+//! Layout: `params`, `body` and `headers` turn the request into typed
+//! values once; `ops` holds the FHIR rules shared by single requests and
+//! bundle entries; `crud`, `history`, `bundle`, `metadata` and `health` are
+//! the handlers; `response` and `error` are the only places responses are
+//! built; `blocking` runs store calls off the async threads.
+
+mod blocking;
+mod body;
+mod bundle;
+mod crud;
+pub mod error;
+mod format;
+mod headers;
+mod health;
+mod history;
+mod metadata;
+mod ops;
+mod params;
+mod response;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 
+use axum::Router;
+use axum::http::{Method, Uri};
+use axum::routing::{get, post};
+
 use crate::store::Store;
+use error::ApiError;
 
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
+    /// The server's public base, e.g. `http://127.0.0.1:8080`, no trailing
+    /// slash: `Location`, `fullUrl` and paging links are built from it.
+    pub base_url: Arc<str>,
+    pub limits: ApiLimits,
+}
+
+#[derive(Clone, Debug)]
+pub struct ApiLimits {
+    /// Larger request bodies are refused with 413.
+    pub max_body_bytes: usize,
+    /// `_history` page size when the request has no `_count`.
+    pub default_page_size: usize,
+    /// Larger `_count` values are lowered to this.
+    pub max_page_size: usize,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        ApiLimits {
+            max_body_bytes: 16 * 1024 * 1024,
+            default_page_size: 50,
+            max_page_size: 1000,
+        }
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let capabilities = metadata::capability_statement(&state.base_url, metadata::OPERATIONS);
+    Router::new()
+        .route("/", post(bundle::handle))
+        .route(
+            "/metadata",
+            get(move || metadata::handle(capabilities.clone())),
+        )
+        .route("/healthz", get(health::handle))
+        .route("/_history", get(history::system))
+        .route("/{type}", post(crud::create))
+        .route("/{type}/_history", get(history::of_type))
+        .route(
+            "/{type}/{id}",
+            get(crud::read).put(crud::update).delete(crud::delete),
+        )
+        .route("/{type}/{id}/_history", get(history::of_instance))
+        .route("/{type}/{id}/_history/{vid}", get(crud::vread))
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn(format::negotiate))
+        .with_state(state)
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::NotFound(format!("there is nothing at {}", uri.path()))
+}
+
+/// axum keeps its `Allow` header on this response.
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::MethodNotAllowed(format!("{method} is not supported on {}", uri.path()))
 }

@@ -9,6 +9,8 @@
 //! by one commit share that instant, so a snapshot at T sees a commit whole or
 //! not at all.
 
+mod keys;
+mod record;
 pub mod sled;
 
 use bytes::Bytes;
@@ -52,9 +54,17 @@ pub enum WriteOp {
     /// any version (live or deleted).
     Create { id: ResourceId, resource: Resource },
     /// Update, or create when the id is new or deleted ("update as create").
-    Update { id: ResourceId, resource: Resource, precondition: Precondition },
+    Update {
+        id: ResourceId,
+        resource: Resource,
+        precondition: Precondition,
+    },
     /// Writes a tombstone. Deleting a missing or deleted resource changes nothing.
-    Delete { rtype: ResourceType, id: ResourceId, precondition: Precondition },
+    Delete {
+        rtype: ResourceType,
+        id: ResourceId,
+        precondition: Precondition,
+    },
 }
 
 impl WriteOp {
@@ -98,7 +108,12 @@ pub enum OpError {
     #[error("{0}/{1} already exists")]
     AlreadyExists(ResourceType, ResourceId),
     #[error("{rtype}/{id} is at version {current:?}, not {expected}")]
-    VersionMismatch { rtype: ResourceType, id: ResourceId, expected: u64, current: Option<u64> },
+    VersionMismatch {
+        rtype: ResourceType,
+        id: ResourceId,
+        expected: u64,
+        current: Option<u64>,
+    },
     #[error("{0}/{1} is written twice in one commit")]
     DuplicateInCommit(ResourceType, ResourceId),
 }
@@ -170,7 +185,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Result<WriteResult, OpError>>, StoreError>;
 
     /// The latest version (possibly a tombstone), or `None` if never written.
-    fn read(&self, rtype: ResourceType, id: &ResourceId) -> Result<Option<StoredVersion>, StoreError>;
+    fn read(
+        &self,
+        rtype: ResourceType,
+        id: &ResourceId,
+    ) -> Result<Option<StoredVersion>, StoreError>;
 
     /// One version (possibly a tombstone).
     fn vread(
@@ -180,7 +199,11 @@ pub trait Store: Send + Sync + 'static {
         version: u64,
     ) -> Result<Option<StoredVersion>, StoreError>;
 
-    fn history(&self, scope: &HistoryScope, query: &HistoryQuery) -> Result<HistoryPage, StoreError>;
+    fn history(
+        &self,
+        scope: &HistoryScope,
+        query: &HistoryQuery,
+    ) -> Result<HistoryPage, StoreError>;
 
     /// Every resource of `rtype` as it was at `snapshot` (the version with the
     /// greatest `lastUpdated <= snapshot`), in id order, tombstones included
@@ -205,7 +228,11 @@ pub trait Store: Send + Sync + 'static {
     /// Every resource in the compartment of patient `patient` as it was at
     /// `snapshot` (membership judged on that version), each once, tombstones
     /// of members included. Ordered by type, then id.
-    fn compartment(&self, patient: &ResourceId, snapshot: Instant) -> Result<VersionIter, StoreError>;
+    fn compartment(
+        &self,
+        patient: &ResourceId,
+        snapshot: Instant,
+    ) -> Result<VersionIter, StoreError>;
 
     /// The `lastUpdated` of the latest commit, if any.
     fn last_commit(&self) -> Result<Option<Instant>, StoreError>;

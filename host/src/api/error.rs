@@ -1,0 +1,190 @@
+//! [`ApiError`]: every way a request can fail, and the one place a failure
+//! becomes an HTTP status and an OperationOutcome.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use crate::fhir::resource::ResourceError;
+use crate::fhir::{IssueType, OperationOutcome};
+use crate::store::{OpError, StoreError};
+
+use super::response::outcome_response;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request is malformed or names something that cannot exist.
+    #[error("{message}")]
+    Invalid {
+        code: IssueType,
+        message: String,
+        expression: Option<String>,
+    },
+    /// 400: a valid FHIR request that Hearth does not implement.
+    #[error("{0}")]
+    NotSupported(String),
+    /// 404
+    #[error("{0}")]
+    NotFound(String),
+    /// 405
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// 406
+    #[error("{0}")]
+    NotAcceptable(String),
+    /// 409
+    #[error("{0}")]
+    Conflict(String),
+    /// 410: the current (or requested) version is a tombstone.
+    #[error("{0}")]
+    Gone(String),
+    /// 412
+    #[error("{0}")]
+    PreconditionFailed(String),
+    /// 413
+    #[error("the request body is larger than the limit of {0} bytes")]
+    TooLarge(usize),
+    /// 415
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// 500: the cause is logged where it happens ([`ApiError::internal`]);
+    /// clients only learn that something broke.
+    #[error("internal server error")]
+    Internal,
+    /// 503
+    #[error("{0}")]
+    Unavailable(String),
+    /// The failure of one entry of a batch or transaction: its status, and a
+    /// message naming the entry.
+    #[error("Bundle.entry[{index}]: {source}")]
+    InEntry { index: usize, source: Box<ApiError> },
+}
+
+impl ApiError {
+    pub fn invalid(message: impl Into<String>) -> Self {
+        ApiError::Invalid {
+            code: IssueType::Invalid,
+            message: message.into(),
+            expression: None,
+        }
+    }
+
+    /// Logs the real cause and hides it from the client.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        ApiError::Internal
+    }
+
+    pub fn in_entry(self, index: usize) -> Self {
+        ApiError::InEntry {
+            index,
+            source: Box::new(self),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Invalid { .. } | ApiError::NotSupported(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Gone(_) => StatusCode::GONE,
+            ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::InEntry { source, .. } => source.status(),
+        }
+    }
+
+    fn issue_type(&self) -> IssueType {
+        match self {
+            ApiError::Invalid { code, .. } => *code,
+            ApiError::NotSupported(_)
+            | ApiError::MethodNotAllowed(_)
+            | ApiError::NotAcceptable(_)
+            | ApiError::UnsupportedMediaType(_) => IssueType::NotSupported,
+            ApiError::NotFound(_) => IssueType::NotFound,
+            ApiError::Conflict(_) | ApiError::PreconditionFailed(_) => IssueType::Conflict,
+            ApiError::Gone(_) => IssueType::Deleted,
+            ApiError::TooLarge(_) => IssueType::TooLong,
+            ApiError::Internal => IssueType::Exception,
+            ApiError::Unavailable(_) => IssueType::Transient,
+            ApiError::InEntry { source, .. } => source.issue_type(),
+        }
+    }
+
+    fn expression(&self) -> Option<String> {
+        match self {
+            ApiError::Invalid { expression, .. } => expression.clone(),
+            ApiError::InEntry { index, .. } => Some(format!("Bundle.entry[{index}]")),
+            _ => None,
+        }
+    }
+
+    pub fn outcome(&self) -> OperationOutcome {
+        let outcome = OperationOutcome::error(self.issue_type(), self.to_string());
+        match self.expression() {
+            Some(expression) => outcome.at(expression),
+            None => outcome,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        outcome_response(self.status(), &self.outcome())
+    }
+}
+
+/// The 500 answer for the server's panic-catching layer.
+pub fn panic_response() -> Response {
+    ApiError::Internal.into_response()
+}
+
+impl From<ResourceError> for ApiError {
+    fn from(e: ResourceError) -> Self {
+        let code = match e {
+            ResourceError::Json(_) | ResourceError::NotObject => IssueType::Structure,
+            ResourceError::MissingType => IssueType::Required,
+            ResourceError::UnknownType(_) | ResourceError::BadId(_) => IssueType::Value,
+        };
+        ApiError::Invalid {
+            code,
+            message: e.to_string(),
+            expression: None,
+        }
+    }
+}
+
+/// `If-Match` against a resource with no live version (never written, or
+/// deleted: the store reports both as `current: None`) is a 409, there is
+/// nothing it could match; against another live version it is a 412.
+impl From<OpError> for ApiError {
+    fn from(e: OpError) -> Self {
+        match e {
+            OpError::VersionMismatch {
+                rtype,
+                id,
+                current: None,
+                ..
+            } => ApiError::Conflict(format!(
+                "{rtype}/{id} does not exist or is deleted, so If-Match cannot match it"
+            )),
+            OpError::VersionMismatch { .. } => ApiError::PreconditionFailed(e.to_string()),
+            OpError::AlreadyExists(..) | OpError::DuplicateInCommit(..) => {
+                ApiError::Conflict(e.to_string())
+            }
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Rejected { error, .. } => error.into(),
+            StoreError::Backend(_) | StoreError::Corrupt(_) => ApiError::internal(e),
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! In-process tests of the whole router over a real [`SledStore`] in a
+//! temporary directory: requests go through `oneshot`, no network.
+
+mod bundle;
+mod crud;
+mod errors;
+mod history;
+mod metadata;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use serde_json::Value;
+use tempfile::TempDir;
+use tower::ServiceExt;
+
+use super::{ApiLimits, AppState, router};
+use crate::store::sled::SledStore;
+use crate::store::{Store, StoreStats};
+
+pub const BASE: &str = "http://hearth.test";
+pub const FHIR_JSON: &str = "application/fhir+json";
+
+pub struct Api {
+    router: Router,
+    store: Arc<SledStore>,
+    _dir: TempDir,
+}
+
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Api {
+    pub fn new() -> Self {
+        Self::with_limits(ApiLimits::default())
+    }
+
+    pub fn with_limits(limits: ApiLimits) -> Self {
+        let dir = TempDir::new().unwrap();
+        let store = Arc::new(SledStore::open(dir.path()).unwrap());
+        let state = AppState {
+            store: store.clone(),
+            base_url: BASE.into(),
+            limits,
+        };
+        Api {
+            router: router(state),
+            store,
+            _dir: dir,
+        }
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        self.store.stats().unwrap()
+    }
+
+    pub async fn send(
+        &self,
+        method: Method,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Resp {
+        let mut req = Request::builder().method(method).uri(uri);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let req = req.body(body.map_or_else(Body::empty, Body::from)).unwrap();
+        let resp = self.router.clone().oneshot(req).await.unwrap();
+        let (parts, body) = resp.into_parts();
+        let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+        Resp {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, uri: &str) -> Resp {
+        self.send(Method::GET, uri, &[], None).await
+    }
+
+    pub async fn delete(&self, uri: &str) -> Resp {
+        self.send(Method::DELETE, uri, &[], None).await
+    }
+
+    pub async fn put(&self, uri: &str, body: &Value) -> Resp {
+        self.send_json(Method::PUT, uri, &[], body).await
+    }
+
+    pub async fn post(&self, uri: &str, body: &Value) -> Resp {
+        self.send_json(Method::POST, uri, &[], body).await
+    }
+
+    pub async fn send_json(
+        &self,
+        method: Method,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: &Value,
+    ) -> Resp {
+        let mut all = vec![("content-type", FHIR_JSON)];
+        all.extend_from_slice(headers);
+        self.send(method, uri, &all, Some(serde_json::to_vec(body).unwrap()))
+            .await
+    }
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {:?}", self.body))
+    }
+
+    /// Asserts a success status and returns the response.
+    #[track_caller]
+    pub fn ok(self, status: u16) -> Self {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "{}",
+            String::from_utf8_lossy(&self.body)
+        );
+        if !self.body.is_empty() {
+            assert!(self.header("content-type").unwrap().starts_with(FHIR_JSON));
+        }
+        self
+    }
+
+    /// Asserts an error status with an OperationOutcome body; returns its
+    /// first issue.
+    #[track_caller]
+    pub fn outcome(&self, status: u16) -> Value {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "{}",
+            String::from_utf8_lossy(&self.body)
+        );
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/fhir+json; charset=utf-8")
+        );
+        let outcome = self.json();
+        assert_eq!(outcome["resourceType"], "OperationOutcome", "{outcome}");
+        assert_eq!(outcome["issue"][0]["severity"], "error", "{outcome}");
+        outcome["issue"][0].clone()
+    }
+}
+
+/// The resource without the `meta` the server sets.
+pub fn without_meta(resource: &Value) -> Value {
+    let mut r = resource.clone();
+    r.as_object_mut().unwrap().remove("meta");
+    r
+}
