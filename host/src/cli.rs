@@ -8,7 +8,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::Overrides;
 
 #[derive(Debug, Parser)]
-#[command(name = "hearth", version, about = "FHIR R4 Bulk Data server extended by WebAssembly components")]
+#[command(
+    name = "hearth",
+    version,
+    about = "FHIR R4 Bulk Data server extended by WebAssembly components"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -23,6 +27,9 @@ pub enum Command {
     /// Work with synthetic data sets.
     #[command(subcommand)]
     Dataset(DatasetCommand),
+    /// Inspect WebAssembly plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
 }
 
 #[derive(Debug, Args)]
@@ -69,5 +76,16 @@ pub enum DatasetCommand {
         /// Folder to write `<Type>.ndjson` files into.
         #[arg(long)]
         output: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Tell which plugin world and WIT version a component implements,
+    /// whether this host accepts it, what it imports, and run a smoke call.
+    /// Exits non-zero unless accepted and the call worked.
+    Check {
+        /// The component (`.wasm`) to inspect.
+        file: PathBuf,
     },
 }

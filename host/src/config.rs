@@ -2,6 +2,7 @@
 //! defaults, an optional TOML file, `HEARTH_*` environment variables and
 //! command-line flags (later sources win), then validated.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -16,6 +17,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub api: ApiConfig,
     pub log: LogConfig,
+    pub plugins: PluginsConfig,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -77,19 +79,27 @@ impl Default for ServerConfig {
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        StorageConfig { data_dir: PathBuf::from("./hearth-data") }
+        StorageConfig {
+            data_dir: PathBuf::from("./hearth-data"),
+        }
     }
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        ApiConfig { default_page_size: 50, max_page_size: 1000 }
+        ApiConfig {
+            default_page_size: 50,
+            max_page_size: 1000,
+        }
     }
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { filter: "info".into(), format: LogFormat::Text }
+        LogConfig {
+            filter: "info".into(),
+            format: LogFormat::Text,
+        }
     }
 }
 
@@ -100,7 +110,103 @@ impl Default for Config {
             storage: StorageConfig::default(),
             api: ApiConfig::default(),
             log: LogConfig::default(),
+            plugins: PluginsConfig::default(),
         }
+    }
+}
+
+/// Which WebAssembly component plays each plugin role, and how it is
+/// confined. Every role has an embedded default, so the section is optional.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// Evaluates `_typeFilter`.
+    pub type_filter: PluginConfig,
+    /// Resolves the members of a Group for Group-level exports.
+    pub group_resolver: PluginConfig,
+    /// Receives each export output file's NDJSON.
+    pub export_sink: PluginConfig,
+    /// Validates imported resources.
+    pub import_validator: PluginConfig,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginConfig {
+    /// Path of a `.wasm` component; absent means the embedded default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub component: Option<PathBuf>,
+    /// Expected sha256 of the component file (hex); a mismatch refuses it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    pub limits: PluginLimits,
+    /// Free string values the plugin reads through its `host` import.
+    pub config: BTreeMap<String, String>,
+    pub grants: PluginGrants,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginLimits {
+    /// Wall-clock budget of one call into the plugin.
+    pub deadline_ms: u64,
+    /// Linear memory one plugin instance may grow to.
+    pub memory_mib: u64,
+    /// Optional instruction budget per call (deterministic, but slower).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fuel: Option<u64>,
+}
+
+/// Capabilities beyond pure computation; none by default.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginGrants {
+    /// Directories preopened read-write, each at the same path inside the plugin.
+    pub dirs: Vec<PathBuf>,
+    /// `ip:port` addresses the plugin may open TCP/UDP sockets to.
+    pub hosts: Vec<SocketAddr>,
+}
+
+impl Default for PluginLimits {
+    fn default() -> Self {
+        PluginLimits {
+            deadline_ms: 10_000,
+            memory_mib: 256,
+            fuel: None,
+        }
+    }
+}
+
+impl PluginsConfig {
+    /// The four roles with their names in the file (`[plugins.<name>]`).
+    pub fn roles(&self) -> [(&'static str, &PluginConfig); 4] {
+        [
+            ("type_filter", &self.type_filter),
+            ("group_resolver", &self.group_resolver),
+            ("export_sink", &self.export_sink),
+            ("import_validator", &self.import_validator),
+        ]
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (role, plugin) in self.roles() {
+            let invalid = |m: &str| Err(ConfigError::Invalid(format!("plugins.{role}.{m}")));
+            if let Some(sha) = &plugin.sha256
+                && (sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()))
+            {
+                return invalid("sha256 must be 64 hexadecimal digits");
+            }
+            if plugin.limits.deadline_ms == 0 || plugin.limits.memory_mib == 0 {
+                return invalid("limits: deadline_ms and memory_mib must be positive");
+            }
+            if plugin.limits.memory_mib > 4096 {
+                return invalid("limits.memory_mib must be at most 4096 (32-bit linear memory)");
+            }
+            if plugin.component.is_none() && plugin.sha256.is_some() {
+                return invalid("sha256 pins a component file, so it needs `component`");
+            }
+        }
+        Ok(())
     }
 }
 
@@ -143,9 +249,16 @@ impl Config {
         };
         figment = figment.merge(Serialized::default("server", server));
         if let Some(dir) = &flags.data_dir {
-            figment = figment.merge(Serialized::default("storage", StorageConfig { data_dir: dir.clone() }));
+            figment = figment.merge(Serialized::default(
+                "storage",
+                StorageConfig {
+                    data_dir: dir.clone(),
+                },
+            ));
         }
-        let config: Config = figment.extract().map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         config.validate()?;
         Ok(config)
     }
@@ -162,6 +275,7 @@ impl Config {
         if !base.is_empty() && !(base.starts_with("http://") || base.starts_with("https://")) {
             return invalid("server.base_url must start with http:// or https://");
         }
+        self.plugins.validate()?;
         Ok(())
     }
 
@@ -194,7 +308,10 @@ mod tests {
         figment::Jail::expect_with(|_| {
             let c = Config::load(None, &Overrides::default()).unwrap();
             assert_eq!(c, Config::default());
-            assert_eq!(c.base_url("127.0.0.1:8080".parse().unwrap()), "http://127.0.0.1:8080");
+            assert_eq!(
+                c.base_url("127.0.0.1:8080".parse().unwrap()),
+                "http://127.0.0.1:8080"
+            );
             Ok(())
         });
     }
@@ -207,7 +324,10 @@ mod tests {
                 "[server]\nlisten = \"127.0.0.1:9000\"\nmax_body_bytes = 4096\n[storage]\ndata_dir = \"/x\"\n",
             )?;
             jail.set_env("HEARTH_SERVER__MAX_BODY_BYTES", "8192");
-            let flags = Overrides { data_dir: Some("/y".into()), ..Default::default() };
+            let flags = Overrides {
+                data_dir: Some("/y".into()),
+                ..Default::default()
+            };
             let c = Config::load(Some(Path::new("h.toml")), &flags).unwrap();
             assert_eq!(c.server.listen.port(), 9000);
             assert_eq!(c.server.max_body_bytes, 8192);
@@ -227,6 +347,37 @@ mod tests {
                 Config::load(Some(Path::new("missing.toml")), &Overrides::default()),
                 Err(ConfigError::MissingFile(_))
             ));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn plugins_section() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "p.toml",
+                "[plugins.type_filter]\ncomponent = \"f.wasm\"\n\
+                 [plugins.type_filter.limits]\ndeadline_ms = 50\n\
+                 [plugins.type_filter.config]\nmode = \"strict\"\n\
+                 [plugins.export_sink.grants]\ndirs = [\"/srv/out\"]\n",
+            )?;
+            let c = Config::load(Some(Path::new("p.toml")), &Overrides::default()).unwrap();
+            let tf = &c.plugins.type_filter;
+            assert_eq!(tf.component.as_deref(), Some(Path::new("f.wasm")));
+            assert_eq!((tf.limits.deadline_ms, tf.limits.memory_mib), (50, 256));
+            assert_eq!(tf.config.get("mode").map(String::as_str), Some("strict"));
+            assert_eq!(
+                c.plugins.export_sink.grants.dirs,
+                vec![PathBuf::from("/srv/out")]
+            );
+            assert_eq!(c.plugins.group_resolver, PluginConfig::default());
+            jail.create_file(
+                "pin.toml",
+                "[plugins.type_filter]\nsha256 = \"abc\"\ncomponent = \"f.wasm\"\n",
+            )?;
+            assert!(Config::load(Some(Path::new("pin.toml")), &Overrides::default()).is_err());
+            jail.create_file("num.toml", "[plugins.type_filter.config]\nlimit = 3\n")?;
+            assert!(Config::load(Some(Path::new("num.toml")), &Overrides::default()).is_err());
             Ok(())
         });
     }

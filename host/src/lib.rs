@@ -6,5 +6,6 @@ pub mod cli;
 pub mod config;
 pub mod dataset;
 pub mod fhir;
+pub mod plugins;
 pub mod server;
 pub mod store;

@@ -1,0 +1,218 @@
+//! Plugin benchmark: the default `_typeFilter` evaluator on the synthea-100
+//! Observations, called natively and through its WebAssembly component,
+//! in one run; and what starting a plugin costs.
+//!
+//! ```text
+//! cargo bench -p hearth --bench plugins
+//! cargo bench -p hearth --bench plugins -- --rounds 9 --batch 2000
+//! ```
+//!
+//! Both sides run the same code (`plugins/type-filter-core`): natively in
+//! this process, and compiled to wasm32-wasip2 behind the WIT contract
+//! (batch of NDJSON bytes in, one verdict per line out). Each query is
+//! compiled once; every batch is one call. Rounds alternate native and
+//! plugin; the table reports the median round. Target: plugin ≤ 1.3×
+//! native per resource. Instantiation (new store + `InstancePre`
+//! instantiate) with a warm cache: target < 100 µs.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant as Clock};
+
+use hearth::config::{PluginConfig, PluginLimits};
+use hearth::plugins::{
+    CacheOutcome, FileInfo, LoadedPlugin, PluginKind, Runtime, SinkWriter, TypeFilter,
+};
+
+const QUERIES: [&str; 3] = [
+    "code=http://loinc.org|8302-2",
+    "status=final&category=vital-signs",
+    "_id=does-not-exist",
+];
+
+fn main() {
+    let mut rounds = 7;
+    let mut batch_lines = 1000;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || {
+            args.next()
+                .and_then(|v| v.parse().ok())
+                .expect("a number after the flag")
+        };
+        match arg.as_str() {
+            "--rounds" => rounds = value(),
+            "--batch" => batch_lines = value(),
+            _ => {} // cargo passes --bench
+        }
+    }
+
+    let batches = observation_batches(batch_lines);
+    let resources: usize = batches.iter().map(|(_, n)| n).sum();
+    let bytes: usize = batches.iter().map(|(b, _)| b.len()).sum();
+    println!(
+        "synthea-100 Observations: {resources} resources, {:.1} MB, batches of {batch_lines} lines, {rounds} rounds\n",
+        bytes as f64 / 1e6
+    );
+
+    let cache = tempfile::tempdir().expect("a temporary cache directory");
+    let cold = Clock::now();
+    let plugin = load(&cache, None);
+    let cold = cold.elapsed();
+    assert_eq!(plugin.cache_outcome(), CacheOutcome::Miss);
+    let warm = Clock::now();
+    let plugin = load(&cache, None);
+    let warm = warm.elapsed();
+    assert_eq!(plugin.cache_outcome(), CacheOutcome::Hit);
+    let fueled = load(&cache, Some(u64::MAX / 4));
+
+    println!(
+        "| query | native µs/resource | plugin µs/resource | plugin / native | plugin with fuel / native |"
+    );
+    println!("|---|---|---|---|---|");
+    let mut worst: f64 = 0.0;
+    for query in QUERIES {
+        let native = type_filter_core::compile("Observation", query).expect("a supported query");
+        let mut wasm = TypeFilter::compile(&plugin, "Observation", query)
+            .expect("no fault")
+            .expect("accepted");
+        let mut metered = TypeFilter::compile(&fueled, "Observation", query)
+            .expect("no fault")
+            .expect("accepted");
+        let (mut n, mut p, mut f) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            n.push(time(&batches, |b| {
+                native.evaluate(b).expect("valid NDJSON")
+            }));
+            p.push(time(&batches, |b| wasm.evaluate(b).expect("no fault")));
+            f.push(time(&batches, |b| metered.evaluate(b).expect("no fault")));
+        }
+        let per = |d: Duration| d.as_secs_f64() * 1e6 / resources as f64;
+        let (n, p, f) = (per(median(n)), per(median(p)), per(median(f)));
+        worst = worst.max(p / n);
+        println!(
+            "| `{query}` | {n:.3} | {p:.3} | {:.2}× | {:.2}× |",
+            p / n,
+            f / n
+        );
+    }
+
+    // What crossing the boundary costs with no work inside: the default
+    // sink hands every batch back, so each byte is copied in and out once.
+    let runtime = Runtime::new(Some(cache.path().to_owned())).expect("an engine");
+    let sink = runtime
+        .load(PluginKind::ExportSink, &PluginConfig::default())
+        .expect("the default sink loads");
+    let info = FileInfo {
+        job_id: "bench".into(),
+        resource_type: "Observation".into(),
+        part: 1,
+    };
+    let mut writer = SinkWriter::open(&sink, &info).expect("opens");
+    let copy = median(
+        (0..rounds)
+            .map(|_| time(&batches, |b| writer.write(b).expect("no fault")))
+            .collect(),
+    );
+    println!(
+        "| (boundary only: passthrough sink, batch copied in and out) | | {:.3} | | |",
+        copy.as_secs_f64() * 1e6 / resources as f64
+    );
+
+    let mut samples: Vec<Duration> = (0..1000)
+        .map(|_| plugin.probe().expect("instantiates"))
+        .collect();
+    samples.sort();
+    let compile_call = median(
+        (0..200)
+            .map(|_| {
+                let started = Clock::now();
+                let filter = TypeFilter::compile(&plugin, "Observation", QUERIES[0]);
+                let elapsed = started.elapsed();
+                drop(filter);
+                elapsed
+            })
+            .collect(),
+    );
+    println!("\n| start-up step | time |");
+    println!("|---|---|");
+    println!(
+        "| load, cold cache (Cranelift compile + link) | {:.1} ms |",
+        ms(cold)
+    );
+    println!(
+        "| load, warm cache (deserialize + link) | {:.2} ms |",
+        ms(warm)
+    );
+    println!(
+        "| instantiate (new store + InstancePre), median of 1000 | {:.1} µs |",
+        us(samples[samples.len() / 2])
+    );
+    println!(
+        "| instantiate, 99th percentile | {:.1} µs |",
+        us(samples[samples.len() * 99 / 100])
+    );
+    println!(
+        "| instantiate + compile one query | {:.1} µs |",
+        us(compile_call)
+    );
+    println!(
+        "\nworst plugin/native ratio {worst:.2}× (target ≤ 1.3×); instantiation {:.1} µs (target < 100 µs)",
+        us(samples[samples.len() / 2])
+    );
+}
+
+fn load(cache: &tempfile::TempDir, fuel: Option<u64>) -> Arc<LoadedPlugin> {
+    let runtime = Runtime::new(Some(cache.path().to_owned())).expect("an engine");
+    let spec = PluginConfig {
+        limits: PluginLimits {
+            fuel,
+            ..PluginLimits::default()
+        },
+        ..PluginConfig::default()
+    };
+    runtime
+        .load(PluginKind::TypeFilter, &spec)
+        .expect("the default type filter loads")
+}
+
+/// Every synthea-100 Observation, in NDJSON batches of `lines` lines.
+fn observation_batches(lines: usize) -> Vec<(Vec<u8>, usize)> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/data/synthea-100/Observation.ndjson.gz");
+    let file = std::fs::File::open(&path).expect("tests/data/synthea-100 is in the repository");
+    let mut batches = vec![(Vec::new(), 0)];
+    for line in BufReader::new(flate2::read::GzDecoder::new(file)).lines() {
+        let line = line.expect("readable gzip");
+        if batches.last().is_some_and(|(_, n)| *n == lines) {
+            batches.push((Vec::new(), 0));
+        }
+        let (batch, n) = batches.last_mut().expect("never empty");
+        batch.extend_from_slice(line.as_bytes());
+        batch.push(b'\n');
+        *n += 1;
+    }
+    batches
+}
+
+fn time<R>(batches: &[(Vec<u8>, usize)], mut evaluate: impl FnMut(&[u8]) -> R) -> Duration {
+    let started = Clock::now();
+    for (batch, _) in batches {
+        std::hint::black_box(evaluate(batch));
+    }
+    started.elapsed()
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}

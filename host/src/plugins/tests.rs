@@ -1,0 +1,624 @@
+//! The runtime against real components: the embedded defaults, the example
+//! in `examples/plugins/` and the hostile ones in `tests/plugins/`, all
+//! built from source by `host/build.rs`.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant as Clock};
+
+use super::*;
+use crate::config::{PluginConfig, PluginLimits, PluginsConfig};
+use crate::fhir::outcome::{IssueType, OperationOutcome};
+
+fn guest(name: &str) -> PathBuf {
+    Path::new(env!("GUEST_COMPONENTS_DIR")).join(format!("{name}.wasm"))
+}
+
+fn component(name: &str) -> PluginConfig {
+    PluginConfig {
+        component: Some(guest(name)),
+        ..PluginConfig::default()
+    }
+}
+
+fn runtime() -> Arc<Runtime> {
+    Runtime::new(None).unwrap()
+}
+
+/// The first `n` synthea Observations as one NDJSON batch.
+fn observations(n: usize) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/data/synthea-100/Observation.ndjson.gz");
+    let file = std::fs::File::open(path).unwrap();
+    let mut out = Vec::new();
+    for line in BufReader::new(flate2::read::GzDecoder::new(file))
+        .lines()
+        .take(n)
+    {
+        out.extend_from_slice(line.unwrap().as_bytes());
+        out.push(b'\n');
+    }
+    out
+}
+
+fn matches(plugin: &Arc<LoadedPlugin>, query: &str, batch: &[u8]) -> usize {
+    let mut filter = TypeFilter::compile(plugin, "Observation", query)
+        .unwrap()
+        .unwrap();
+    filter
+        .evaluate(batch)
+        .unwrap()
+        .into_iter()
+        .filter(|v| *v)
+        .count()
+}
+
+#[test]
+fn default_type_filter_agrees_with_native_code() {
+    let plugin = runtime()
+        .load(PluginKind::TypeFilter, &PluginConfig::default())
+        .unwrap();
+    assert_eq!(plugin.wit_version(), &WIT_VERSION);
+    let batch = observations(2000);
+    for query in [
+        "code=http://loinc.org|8302-2",
+        "status=final",
+        "category=vital-signs&code=29463-7",
+    ] {
+        let native = type_filter_core::compile("Observation", query)
+            .unwrap()
+            .evaluate(&batch)
+            .unwrap();
+        let mut filter = TypeFilter::compile(&plugin, "Observation", query)
+            .unwrap()
+            .unwrap();
+        assert_eq!(filter.evaluate(&batch).unwrap(), native, "{query}");
+        assert!(
+            native.iter().any(|v| *v),
+            "{query} should match some of the sample"
+        );
+    }
+
+    let mut filter = TypeFilter::compile(&plugin, "Observation", "status=final")
+        .unwrap()
+        .unwrap();
+    let mut out = Vec::new();
+    let n = filter.select(&batch, &mut out).unwrap();
+    assert_eq!(out.iter().filter(|b| **b == b'\n').count(), n);
+    assert!(
+        batch
+            .windows(out.len().min(200))
+            .any(|w| w == &out[..out.len().min(200)]),
+        "original bytes are kept"
+    );
+}
+
+#[test]
+fn unsupported_queries_are_rejected_with_issues() {
+    let plugin = runtime()
+        .load(PluginKind::TypeFilter, &PluginConfig::default())
+        .unwrap();
+    let issues = match TypeFilter::compile(&plugin, "Observation", "date=ge2020&code=x").unwrap() {
+        Err(issues) => issues,
+        Ok(_) => panic!("date=ge2020 must be rejected"),
+    };
+    assert_eq!(issues.len(), 1);
+    assert_eq!(issues[0].code, IssueType::NotSupported);
+    assert!(
+        issues[0]
+            .diagnostics
+            .as_deref()
+            .unwrap()
+            .contains("unsupported parameter 'date'")
+    );
+}
+
+/// The config picks the component: the same query on the same data gives
+/// what each plugin documents, with no rebuild; a job keeps the plugin it
+/// started with across a reload.
+#[test]
+fn swapping_the_type_filter_in_the_config_changes_results() {
+    let batch = observations(3000);
+    let registry = PluginRegistry::load(runtime(), &PluginsConfig::default()).unwrap();
+    let before = registry.current();
+    let mut running_job = TypeFilter::compile(&before.type_filter, "Observation", "code=glucose")
+        .unwrap()
+        .unwrap();
+    let default_hits = running_job
+        .evaluate(&batch)
+        .unwrap()
+        .iter()
+        .filter(|v| **v)
+        .count();
+    assert_eq!(
+        default_hits, 0,
+        "the default matches codes exactly; no code is 'glucose'"
+    );
+
+    let swapped = PluginsConfig {
+        type_filter: component("text_filter"),
+        ..PluginsConfig::default()
+    };
+    assert_eq!(registry.reload(&swapped).unwrap(), 2);
+    let after = registry.current();
+    assert!(after.type_filter.name().contains("text_filter.wasm"));
+    let text_hits = matches(&after.type_filter, "code=glucose", &batch);
+    assert!(
+        text_hits > 0,
+        "the example matches 'Glucose' in code.text/display"
+    );
+
+    let still = running_job
+        .evaluate(&batch)
+        .unwrap()
+        .iter()
+        .filter(|v| **v)
+        .count();
+    assert_eq!(still, 0, "a job keeps the plugin it started with");
+    assert!(Arc::ptr_eq(&before.type_filter, &registry.current().type_filter) == false);
+
+    let mut config = swapped.clone();
+    config
+        .type_filter
+        .config
+        .insert("case_sensitive".into(), "true".into());
+    registry.reload(&config).unwrap();
+    assert_eq!(
+        matches(&registry.current().type_filter, "code=glucose", &batch),
+        0,
+        "case-sensitive: 'Glucose' only"
+    );
+    assert_eq!(
+        matches(&registry.current().type_filter, "code=Glucose", &batch),
+        text_hits
+    );
+}
+
+#[test]
+fn a_failed_reload_keeps_the_running_plugins() {
+    let registry = PluginRegistry::load(runtime(), &PluginsConfig::default()).unwrap();
+    let broken = PluginsConfig {
+        export_sink: component("no_such_plugin"),
+        ..PluginsConfig::default()
+    };
+    let e = registry.reload(&broken).unwrap_err();
+    assert!(e.to_string().contains("no_such_plugin.wasm"), "{e}");
+    assert_eq!(registry.current().generation, 1);
+}
+
+#[test]
+fn an_incompatible_wit_version_is_refused_naming_both_versions() {
+    let e = runtime()
+        .load(PluginKind::TypeFilter, &component("future_version"))
+        .err()
+        .unwrap();
+    assert!(matches!(e.fault, Fault::VersionRefused { .. }), "{e}");
+    let message = e.to_string();
+    assert!(
+        message.contains("hearth:plugin@0.2.0") && message.contains("hearth:plugin@0.1.0"),
+        "{message}"
+    );
+    assert!(message.contains("future_version.wasm"), "{message}");
+}
+
+#[test]
+fn a_component_of_another_kind_or_pin_is_refused() {
+    let rt = runtime();
+    let e = rt
+        .load(PluginKind::GroupResolver, &component("type_filter"))
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("it is a type_filter plugin"), "{e}");
+
+    let mut pinned = component("type_filter");
+    pinned.sha256 = Some("0".repeat(64));
+    let e = rt.load(PluginKind::TypeFilter, &pinned).err().unwrap();
+    assert!(e.to_string().contains("the config pins"), "{e}");
+    let sha = rt
+        .load(PluginKind::TypeFilter, &component("type_filter"))
+        .unwrap()
+        .sha256()
+        .to_owned();
+    pinned.sha256 = Some(sha.to_uppercase());
+    rt.load(PluginKind::TypeFilter, &pinned).unwrap();
+}
+
+#[test]
+fn directories_are_granted_only_when_they_exist() {
+    let rt = runtime();
+    let mut spec = PluginConfig::default();
+    spec.grants.dirs = vec![PathBuf::from("/no/such/dir")];
+    let e = rt.load(PluginKind::ExportSink, &spec).err().unwrap();
+    assert!(
+        e.to_string()
+            .contains("granted directory /no/such/dir does not exist"),
+        "{e}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    spec.grants.dirs = vec![dir.path().to_owned()];
+    let plugin = rt.load(PluginKind::ExportSink, &spec).unwrap();
+    let info = FileInfo {
+        job_id: "j".into(),
+        resource_type: "Patient".into(),
+        part: 1,
+    };
+    let mut writer = SinkWriter::open(&plugin, &info).unwrap();
+    assert_eq!(writer.write(b"{}\n").unwrap(), b"{}\n");
+}
+
+#[test]
+fn second_start_hits_the_cache_and_a_corrupt_entry_is_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = || Runtime::new(Some(dir.path().to_owned())).unwrap();
+    let load = |rt: &Runtime| {
+        rt.load(PluginKind::TypeFilter, &PluginConfig::default())
+            .unwrap()
+    };
+    assert_eq!(load(&start()).cache_outcome(), CacheOutcome::Miss);
+    let warm = load(&start());
+    assert_eq!(warm.cache_outcome(), CacheOutcome::Hit);
+    assert!(matches(&warm, "status=final", &observations(50)) > 0);
+
+    let entries: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(
+        entries.len(),
+        1,
+        "one file, no temporaries left: {entries:?}"
+    );
+    let name = entries[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert!(
+        name.starts_with(warm.sha256()) && name.ends_with(".cwasm"),
+        "{name}"
+    );
+
+    let mut bytes = std::fs::read(&entries[0]).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&entries[0], &bytes).unwrap();
+    let rebuilt = load(&start());
+    assert_eq!(rebuilt.cache_outcome(), CacheOutcome::Rebuilt);
+    assert!(matches(&rebuilt, "status=final", &observations(50)) > 0);
+    assert_eq!(load(&start()).cache_outcome(), CacheOutcome::Hit);
+}
+
+fn hostile(limits: PluginLimits) -> Arc<LoadedPlugin> {
+    let spec = PluginConfig {
+        limits,
+        ..component("hostile")
+    };
+    runtime().load(PluginKind::TypeFilter, &spec).unwrap()
+}
+
+fn tight() -> PluginLimits {
+    PluginLimits {
+        deadline_ms: 200,
+        memory_mib: 32,
+        fuel: None,
+    }
+}
+
+/// Runs `fault` in a fresh filter, checks what it ends with, that the
+/// faulted instance is never called again, that the job's outcome names
+/// the plugin and the cause, and that a new instance still works.
+fn contained(
+    plugin: &Arc<LoadedPlugin>,
+    fault: &str,
+    expect: impl Fn(&Fault) -> bool,
+    code: IssueType,
+) -> PluginError {
+    let batch = observations(3);
+    let mut filter = TypeFilter::compile(plugin, "Observation", &format!("fault={fault}"))
+        .unwrap()
+        .unwrap();
+    let e = filter.evaluate(&batch).unwrap_err();
+    assert!(expect(&e.fault), "{fault}: {e}");
+    assert!(filter.is_discarded());
+    assert!(matches!(
+        filter.evaluate(&batch).unwrap_err().fault,
+        Fault::Discarded
+    ));
+
+    let outcome = OperationOutcome::from(&e);
+    assert_eq!(outcome.issue[0].code, code);
+    let diagnostics = outcome.issue[0].diagnostics.clone().unwrap();
+    assert!(diagnostics.contains("hostile.wasm"), "{diagnostics}");
+
+    let mut fresh = TypeFilter::compile(plugin, "Observation", "fault=none")
+        .unwrap()
+        .unwrap();
+    assert_eq!(fresh.evaluate(&batch).unwrap(), vec![true; 3]);
+    e
+}
+
+#[test]
+fn an_infinite_loop_fails_at_the_deadline() {
+    let started = Clock::now();
+    let e = contained(
+        &hostile(tight()),
+        "loop",
+        |f| {
+            matches!(
+                f,
+                Fault::Deadline {
+                    deadline_ms: 200,
+                    ..
+                }
+            )
+        },
+        IssueType::Timeout,
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        e.to_string().contains("exceeded its deadline of 200 ms"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_memory_bomb_fails_at_the_cap() {
+    let e = contained(
+        &hostile(tight()),
+        "bomb",
+        |f| matches!(f, Fault::MemoryCap { memory_mib: 32, .. }),
+        IssueType::TooCostly,
+    );
+    assert!(e.to_string().contains("memory cap of 32 MiB"), "{e}");
+}
+
+#[test]
+fn a_trap_is_a_clean_error() {
+    let e = contained(
+        &hostile(tight()),
+        "trap",
+        |f| matches!(f, Fault::Trap { .. }),
+        IssueType::Exception,
+    );
+    assert!(e.to_string().contains("trapped"), "{e}");
+}
+
+#[test]
+fn the_wrong_number_of_verdicts_is_a_contract_violation() {
+    let e = contained(
+        &hostile(tight()),
+        "wrong-count",
+        |f| matches!(f, Fault::Contract { .. }),
+        IssueType::Exception,
+    );
+    assert!(e.to_string().contains("4 verdicts for 3 lines"), "{e}");
+}
+
+#[test]
+fn malformed_issues_are_a_contract_violation() {
+    let plugin = hostile(tight());
+    let e = TypeFilter::compile(&plugin, "Observation", "fault=bad-issue")
+        .err()
+        .unwrap();
+    assert!(matches!(e.fault, Fault::Contract { .. }), "{e}");
+    assert!(
+        e.to_string()
+            .contains("'definitely-not-an-issue-type' is not an R4 issue-type code"),
+        "{e}"
+    );
+    assert!(
+        TypeFilter::compile(&plugin, "Observation", "fault=none")
+            .unwrap()
+            .is_ok()
+    );
+}
+
+#[test]
+fn a_fuel_budget_stops_a_loop_deterministically() {
+    let plugin = hostile(PluginLimits {
+        deadline_ms: 60_000,
+        memory_mib: 32,
+        fuel: Some(5_000_000),
+    });
+    contained(
+        &plugin,
+        "loop",
+        |f| {
+            matches!(
+                f,
+                Fault::Fuel {
+                    fuel: 5_000_000,
+                    ..
+                }
+            )
+        },
+        IssueType::TooCostly,
+    );
+}
+
+#[test]
+fn other_work_goes_on_while_a_plugin_spins() {
+    let plugin = hostile(PluginLimits {
+        deadline_ms: 1500,
+        ..tight()
+    });
+    let spinning = {
+        let plugin = plugin.clone();
+        std::thread::spawn(move || {
+            let mut filter = TypeFilter::compile(&plugin, "Observation", "fault=loop")
+                .unwrap()
+                .unwrap();
+            filter.evaluate(b"{}\n").unwrap_err()
+        })
+    };
+    let default = runtime()
+        .load(PluginKind::TypeFilter, &PluginConfig::default())
+        .unwrap();
+    let started = Clock::now();
+    assert!(matches(&default, "status=final", &observations(500)) > 0);
+    let mut other = TypeFilter::compile(&plugin, "Observation", "fault=none")
+        .unwrap()
+        .unwrap();
+    assert_eq!(other.evaluate(b"{}\n").unwrap(), vec![true]);
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "not blocked by the spinning instance"
+    );
+    assert!(matches!(
+        spinning.join().unwrap().fault,
+        Fault::Deadline { .. }
+    ));
+}
+
+struct Patients(Vec<&'static str>);
+
+impl SnapshotReader for Patients {
+    fn read(&self, resource_type: &str, id: &str) -> Result<Option<Vec<u8>>, String> {
+        Ok((resource_type == "Patient" && self.0.contains(&id))
+            .then(|| format!(r#"{{"id":"{id}"}}"#).into_bytes()))
+    }
+}
+
+#[test]
+fn default_group_resolver_pages_active_members_at_the_snapshot() {
+    let plugin = runtime()
+        .load(PluginKind::GroupResolver, &PluginConfig::default())
+        .unwrap();
+    let group = br#"{"resourceType":"Group","id":"g","type":"person","actual":true,"member":[
+        {"entity":{"reference":"Patient/a"}},
+        {"entity":{"reference":"Patient/b"},"inactive":true},
+        {"entity":{"reference":"Patient/c"},"period":{"end":"2020-01-01"}},
+        {"entity":{"reference":"Patient/d"},"period":{"start":"2019-06","end":"2024-05-01T10:00:00+02:00"}},
+        {"entity":{"reference":"Practitioner/e"}},
+        {"entity":{"reference":"Patient/a"}},
+        {"entity":{"reference":"Patient/gone"}},
+        {"entity":{"reference":"Patient/f"},"period":{"start":"2023-01-01T00:00:00Z"}}
+    ]}"#;
+    let reader = Arc::new(Patients(vec!["a", "b", "c", "d", "f"]));
+    let snapshot = crate::fhir::Instant::parse("2021-03-04T05:06:07Z").unwrap();
+    let mut members = GroupMembers::resolve(&plugin, group, snapshot, reader.clone())
+        .unwrap()
+        .unwrap();
+    assert_eq!(members.next_page(1).unwrap(), vec!["a"]);
+    assert_eq!(members.next_page(10).unwrap(), vec!["d"]);
+    assert!(members.next_page(10).unwrap().is_empty());
+
+    let later = crate::fhir::Instant::parse("2024-05-01T08:30:00Z").unwrap();
+    let mut members = GroupMembers::resolve(&plugin, group, later, reader.clone())
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        members.next_page(10).unwrap(),
+        vec!["a", "f"],
+        "d's period ended at 08:00Z"
+    );
+
+    let issues = GroupMembers::resolve(&plugin, br#"{"resourceType":"Patient"}"#, later, reader)
+        .unwrap()
+        .err()
+        .unwrap();
+    assert_eq!(issues[0].code, IssueType::Invalid);
+}
+
+#[test]
+fn default_sink_passes_bytes_through() {
+    let plugin = runtime()
+        .load(PluginKind::ExportSink, &PluginConfig::default())
+        .unwrap();
+    let info = FileInfo {
+        job_id: "j".into(),
+        resource_type: "Observation".into(),
+        part: 1,
+    };
+    let batch = observations(100);
+    let mut writer = SinkWriter::open(&plugin, &info).unwrap();
+    assert_eq!(writer.write(&batch).unwrap(), batch);
+    assert_eq!(
+        writer.finish().unwrap(),
+        Finished {
+            tail: Vec::new(),
+            location: None
+        }
+    );
+    SinkWriter::open(&plugin, &info).unwrap().abort().unwrap();
+}
+
+#[test]
+fn default_validator_checks_structure_type_and_id() {
+    let plugin = runtime()
+        .load(PluginKind::ImportValidator, &PluginConfig::default())
+        .unwrap();
+    let mut session = ValidationSession::begin(&plugin, Some("Patient")).unwrap();
+    let verdicts = session
+        .validate(
+            b"{\"resourceType\":\"Patient\",\"id\":\"p-1\"}\n\
+              {\"resourceType\":\"Patient\",\"id\":\"bad id!\"}\n\
+              {\"resourceType\":\"Observation\",\"id\":\"o\"}\n\
+              {\"resourceType\":\"Spaceship\"}\n\
+              not json\n\
+              {\"resourceType\":\"Patient\"}",
+        )
+        .unwrap();
+    let codes: Vec<Option<IssueType>> = verdicts
+        .iter()
+        .map(|v| match v {
+            Verdict::Accept => None,
+            Verdict::Reject(issues) => Some(issues[0].code),
+            Verdict::AcceptWithChanges(_) => panic!("the default never changes a resource"),
+        })
+        .collect();
+    use IssueType::*;
+    assert_eq!(
+        codes,
+        vec![
+            None,
+            Some(Value),
+            Some(Invalid),
+            Some(Value),
+            Some(Structure),
+            None
+        ]
+    );
+    assert!(matches!(
+        ValidationSession::begin(&plugin, Some("Spaceship"))
+            .err()
+            .unwrap()
+            .fault,
+        Fault::Reported { .. }
+    ));
+}
+
+#[test]
+fn check_reports_world_version_imports_and_smoke_call() {
+    for (name, world) in [
+        ("type_filter", "type-filter-plugin"),
+        ("group_resolver", "group-resolver-plugin"),
+        ("export_sink", "export-sink-plugin"),
+        ("import_validator", "import-validator-plugin"),
+        ("text_filter", "type-filter-plugin"),
+    ] {
+        let report = check_component(&guest(name)).unwrap();
+        let text = report.to_string();
+        assert!(report.passed(), "{text}");
+        assert!(
+            text.contains(&format!("world {world} (hearth:plugin/")),
+            "{text}"
+        );
+        assert!(text.contains("  - hearth:plugin/types@0.1.0"), "{text}");
+    }
+    let report = check_component(&guest("future_version")).unwrap();
+    assert!(!report.passed());
+    assert!(
+        report
+            .to_string()
+            .contains("accepted:   no: it implements hearth:plugin@0.2.0"),
+        "{report}"
+    );
+    assert!(check_component(Path::new("Cargo.toml")).is_err());
+}
