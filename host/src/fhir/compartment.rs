@@ -52,7 +52,9 @@ fn paths_by_type() -> &'static HashMap<&'static str, Paths> {
         }
         let mut out = HashMap::new();
         for res in &compartment_definition().resource {
-            let Some(rtype) = ResourceType::parse(&res.code) else { continue };
+            let Some(rtype) = ResourceType::parse(&res.code) else {
+                continue;
+            };
             let mut paths: Paths = Vec::new();
             for param in &res.param {
                 if let Some(expr) = expressions.get(&(res.code.as_str(), param.as_str())) {
@@ -143,15 +145,26 @@ mod tests {
 
     fn of(json: &str) -> Vec<String> {
         let r = crate::fhir::resource::Resource::from_slice(json.as_bytes()).unwrap();
-        let id = r.id.clone().unwrap_or_else(|| ResourceId::parse("x").unwrap());
+        let id =
+            r.id.clone()
+                .unwrap_or_else(|| ResourceId::parse("x").unwrap());
         patients_of(r.rtype, &id, &r.body)
     }
 
     #[test]
     fn derives_paths_from_the_definitions() {
         let p = paths_by_type();
-        assert_eq!(p["Observation"], vec![vec!["subject".to_string()], vec!["performer".to_string()]]);
-        assert_eq!(p["Procedure"], vec![vec!["subject".to_string()], vec!["performer".into(), "actor".into()]]);
+        assert_eq!(
+            p["Observation"],
+            vec![vec!["subject".to_string()], vec!["performer".to_string()]]
+        );
+        assert_eq!(
+            p["Procedure"],
+            vec![
+                vec!["subject".to_string()],
+                vec!["performer".into(), "actor".into()]
+            ]
+        );
         assert_eq!(p["Patient"], vec![vec!["link".to_string(), "other".into()]]);
         assert!(!p.contains_key("Organization"));
     }
@@ -159,12 +172,28 @@ mod tests {
     #[test]
     fn membership() {
         assert_eq!(
-            of(r#"{"resourceType":"Observation","subject":{"reference":"Patient/p1"},"performer":[{"reference":"Practitioner/d"},{"reference":"http://x/fhir/Patient/p2/_history/3"}]}"#),
+            of(
+                r#"{"resourceType":"Observation","subject":{"reference":"Patient/p1"},"performer":[{"reference":"Practitioner/d"},{"reference":"http://x/fhir/Patient/p2/_history/3"}]}"#
+            ),
             ["p1", "p2"]
         );
-        assert_eq!(of(r#"{"resourceType":"Patient","id":"me","link":[{"other":{"reference":"Patient/twin"}}]}"#), ["me", "twin"]);
-        assert_eq!(of(r#"{"resourceType":"Group","member":[{"entity":{"reference":"Patient/a"}},{"entity":{"reference":"Patient/a"}}]}"#), ["a"]);
-        assert!(of(r#"{"resourceType":"Organization","partOf":{"reference":"Patient/a"}}"#).is_empty());
-        assert!(of(r#"{"resourceType":"Observation","subject":{"reference":"Group/g"}}"#).is_empty());
+        assert_eq!(
+            of(
+                r#"{"resourceType":"Patient","id":"me","link":[{"other":{"reference":"Patient/twin"}}]}"#
+            ),
+            ["me", "twin"]
+        );
+        assert_eq!(
+            of(
+                r#"{"resourceType":"Group","member":[{"entity":{"reference":"Patient/a"}},{"entity":{"reference":"Patient/a"}}]}"#
+            ),
+            ["a"]
+        );
+        assert!(
+            of(r#"{"resourceType":"Organization","partOf":{"reference":"Patient/a"}}"#).is_empty()
+        );
+        assert!(
+            of(r#"{"resourceType":"Observation","subject":{"reference":"Group/g"}}"#).is_empty()
+        );
     }
 }

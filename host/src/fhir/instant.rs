@@ -88,12 +88,30 @@ mod tests {
     fn round_trips_and_partials() {
         let i = Instant::parse("2024-05-01T12:00:00.123Z").unwrap();
         assert_eq!(i.to_fhir(), "2024-05-01T12:00:00.123Z");
-        assert_eq!(Instant::parse("2024-05-01T14:00:00.123456+02:00").unwrap(), i);
-        assert_eq!(Instant::parse("2024-05-01").unwrap().to_fhir(), "2024-05-01T00:00:00.000Z");
-        assert_eq!(Instant::parse("2024-05").unwrap().to_fhir(), "2024-05-01T00:00:00.000Z");
-        assert_eq!(Instant::parse("2024").unwrap().to_fhir(), "2024-01-01T00:00:00.000Z");
+        assert_eq!(
+            Instant::parse("2024-05-01T14:00:00.123456+02:00").unwrap(),
+            i
+        );
+        assert_eq!(
+            Instant::parse("2024-05-01").unwrap().to_fhir(),
+            "2024-05-01T00:00:00.000Z"
+        );
+        assert_eq!(
+            Instant::parse("2024-05").unwrap().to_fhir(),
+            "2024-05-01T00:00:00.000Z"
+        );
+        assert_eq!(
+            Instant::parse("2024").unwrap().to_fhir(),
+            "2024-01-01T00:00:00.000Z"
+        );
         assert_eq!(i.to_http_date(), "Wed, 01 May 2024 12:00:00 GMT");
-        for bad in ["", "yesterday", "2024-13-01", "2024-05-01T12:00", "20240501"] {
+        for bad in [
+            "",
+            "yesterday",
+            "2024-13-01",
+            "2024-05-01T12:00",
+            "20240501",
+        ] {
             assert!(Instant::parse(bad).is_err(), "{bad}");
         }
     }

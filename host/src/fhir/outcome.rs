@@ -55,7 +55,11 @@ pub struct OperationOutcome {
 }
 
 impl OperationOutcome {
-    pub fn single(severity: IssueSeverity, code: IssueType, diagnostics: impl Into<String>) -> Self {
+    pub fn single(
+        severity: IssueSeverity,
+        code: IssueType,
+        diagnostics: impl Into<String>,
+    ) -> Self {
         OperationOutcome {
             issue: vec![Issue {
                 severity,
@@ -71,7 +75,11 @@ impl OperationOutcome {
     }
 
     pub fn information(diagnostics: impl Into<String>) -> Self {
-        Self::single(IssueSeverity::Information, IssueType::Informational, diagnostics)
+        Self::single(
+            IssueSeverity::Information,
+            IssueType::Informational,
+            diagnostics,
+        )
     }
 
     /// Points the (first) issue at a FHIRPath expression in the offending input.
@@ -83,7 +91,8 @@ impl OperationOutcome {
     }
 
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::to_value(self).unwrap_or_else(|_| serde_json::json!({"resourceType":"OperationOutcome"}))
+        serde_json::to_value(self)
+            .unwrap_or_else(|_| serde_json::json!({"resourceType":"OperationOutcome"}))
     }
 }
 
@@ -93,7 +102,8 @@ mod tests {
 
     #[test]
     fn serialises_as_fhir() {
-        let oo = OperationOutcome::error(IssueType::NotFound, "Patient/x is not known").at("Patient.id");
+        let oo =
+            OperationOutcome::error(IssueType::NotFound, "Patient/x is not known").at("Patient.id");
         assert_eq!(
             serde_json::to_string(&oo).unwrap(),
             r#"{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"not-found","diagnostics":"Patient/x is not known","expression":["Patient.id"]}]}"#

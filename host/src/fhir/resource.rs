@@ -69,7 +69,10 @@ impl Resource {
         meta.insert("lastUpdated".into(), Value::String(last_updated.to_fhir()));
 
         let mut out = Map::with_capacity(self.body.len() + 2);
-        out.insert("resourceType".into(), Value::String(self.rtype.as_str().into()));
+        out.insert(
+            "resourceType".into(),
+            Value::String(self.rtype.as_str().into()),
+        );
         out.insert("id".into(), Value::String(id.as_str().into()));
         out.insert("meta".into(), Value::Object(meta));
         for (k, v) in &self.body {
@@ -103,7 +106,10 @@ mod tests {
 
     #[test]
     fn rejects_bad_input() {
-        assert!(matches!(Resource::from_slice(b"{"), Err(ResourceError::Json(_))));
+        assert!(matches!(
+            Resource::from_slice(b"{"),
+            Err(ResourceError::Json(_))
+        ));
         assert_eq!(Resource::from_slice(b"[]"), Err(ResourceError::NotObject));
         assert_eq!(Resource::from_slice(b"{}"), Err(ResourceError::MissingType));
         assert_eq!(

@@ -53,7 +53,10 @@ pub struct ResourceType(&'static str);
 impl ResourceType {
     pub fn parse(name: &str) -> Option<Self> {
         let names = names();
-        names.binary_search(&name).ok().map(|i| ResourceType(names[i]))
+        names
+            .binary_search(&name)
+            .ok()
+            .map(|i| ResourceType(names[i]))
     }
 
     pub fn as_str(self) -> &'static str {
@@ -91,7 +94,14 @@ mod tests {
     #[test]
     fn knows_the_r4_types() {
         assert_eq!(ResourceType::all().count(), 146);
-        for t in ["Patient", "Observation", "Bundle", "Binary", "Parameters", "Group"] {
+        for t in [
+            "Patient",
+            "Observation",
+            "Bundle",
+            "Binary",
+            "Parameters",
+            "Group",
+        ] {
             assert_eq!(ResourceType::parse(t).map(|t| t.as_str()), Some(t));
         }
         for t in ["patient", "Patients", "", "Project", "BulkDataExport"] {
