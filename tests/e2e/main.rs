@@ -1,1 +1,12 @@
+//! End-to-end tests: each starts the real `hearth` binary as a child process
+//! on 127.0.0.1 with its own temporary data dir and talks HTTP to it.
+//!
+//! Run: `cargo test --release -p hearth --test e2e`.
 
+mod support;
+
+mod crash;
+mod crud;
+mod errors;
+mod synthea;
+mod transaction;

@@ -20,21 +20,37 @@ use crate::fhir::resource::ResourceError;
 pub enum DatasetError {
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
-    #[error("{path}: the file name does not start with an R4 resource type (expected <Type>.ndjson or <Type>.ndjson.gz)")]
+    #[error(
+        "{path}: the file name does not start with an R4 resource type (expected <Type>.ndjson or <Type>.ndjson.gz)"
+    )]
     FileName { path: PathBuf },
     #[error("{path} line {line}: {source}")]
-    Resource { path: PathBuf, line: u64, source: ResourceError },
+    Resource {
+        path: PathBuf,
+        line: u64,
+        source: ResourceError,
+    },
     #[error("{path} line {line}: a {found} in a file of {expected} resources")]
-    TypeMismatch { path: PathBuf, line: u64, expected: ResourceType, found: ResourceType },
+    TypeMismatch {
+        path: PathBuf,
+        line: u64,
+        expected: ResourceType,
+        found: ResourceType,
+    },
     #[error("{path} line {line}: the resource has no id")]
     MissingId { path: PathBuf, line: u64 },
+    #[error("the scale factor must be at least 1")]
+    Factor,
     #[error("the output folder {0} is the input folder")]
     SameFolder(PathBuf),
 }
 
 impl DatasetError {
     fn io(path: &Path, source: io::Error) -> Self {
-        DatasetError::Io { path: path.to_owned(), source }
+        DatasetError::Io {
+            path: path.to_owned(),
+            source,
+        }
     }
 }
 
@@ -54,7 +70,9 @@ pub fn ndjson_files(dir: &Path) -> Result<Vec<NdjsonFile>, DatasetError> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| DatasetError::io(dir, e))? {
         let path = entry.map_err(|e| DatasetError::io(dir, e))?.path();
-        let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
         let gzip = name.ends_with(".ndjson.gz");
         if !gzip && !name.ends_with(".ndjson") {
             continue;
@@ -76,8 +94,11 @@ pub fn ndjson_files(dir: &Path) -> Result<Vec<NdjsonFile>, DatasetError> {
 /// their line ends, streamed.
 pub fn read_lines(file: &NdjsonFile) -> Result<NdjsonLines, DatasetError> {
     let f = File::open(&file.path).map_err(|e| DatasetError::io(&file.path, e))?;
-    let reader: Box<dyn Read + Send> =
-        if file.gzip { Box::new(MultiGzDecoder::new(f)) } else { Box::new(f) };
+    let reader: Box<dyn Read + Send> = if file.gzip {
+        Box::new(MultiGzDecoder::new(f))
+    } else {
+        Box::new(f)
+    };
     Ok(NdjsonLines {
         path: file.path.clone(),
         reader: BufReader::with_capacity(256 * 1024, reader),
@@ -131,12 +152,16 @@ pub fn read_dir_resources(
     let files = ndjson_files(dir)?;
     Ok(files.into_iter().flat_map(|file| {
         let rtype = file.rtype;
-        let lines: Box<dyn Iterator<Item = Result<(u64, Vec<u8>), DatasetError>>> =
-            match read_lines(&file) {
-                Ok(lines) => Box::new(lines),
-                Err(e) => Box::new(std::iter::once(Err(e))),
-            };
-        lines.map(move |r| r.map(|(_, bytes)| (rtype, bytes)))
+        let (lines, failed) = match read_lines(&file) {
+            Ok(lines) => (Some(lines), None),
+            Err(e) => (None, Some(Err(e))),
+        };
+        failed.into_iter().chain(
+            lines
+                .into_iter()
+                .flatten()
+                .map(move |r| r.map(|(_, bytes)| (rtype, bytes))),
+        )
     }))
 }
 
@@ -178,6 +203,9 @@ mod tests {
     fn rejects_files_not_named_by_type() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("patients.ndjson"), "{}\n").unwrap();
-        assert!(matches!(ndjson_files(dir.path()), Err(DatasetError::FileName { .. })));
+        assert!(matches!(
+            ndjson_files(dir.path()),
+            Err(DatasetError::FileName { .. })
+        ));
     }
 }
