@@ -31,10 +31,14 @@ use std::process::{Command, Stdio};
 use std::time::Instant as Clock;
 
 use hearth::dataset;
+use hearth::fhir::ResourceType;
 use hearth::fhir::resource::Resource;
-use hearth::fhir::{Instant, ResourceType};
 use hearth::store::sled::SledStore;
 use hearth::store::{CommitMode, Store, WriteOp};
+
+// The allocator the server binary uses, so the numbers are the server's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const TARGET_WRITE_RES_S: f64 = 60_000.0;
 const TARGET_SCAN_MB_S: f64 = 500.0;
@@ -319,11 +323,7 @@ fn child(data: &Path, store_dir: &Path, batch: usize) {
     let t = Clock::now();
     let store = SledStore::open(store_dir).expect("reopen store");
     let reopen_secs = t.elapsed().as_secs_f64();
-    // The store clock may run ahead of the wall clock; this instant sees every commit.
-    let snapshot = match store.last_commit().expect("last_commit") {
-        Some(last) => last.max(Instant::now()),
-        None => Instant::now(),
-    };
+    let snapshot = store.now().expect("store clock");
     let mut scans = Vec::new();
     for pass in ["cold", "warm"] {
         let t = Clock::now();

@@ -517,12 +517,7 @@ pub fn collect_versions(iter: hearth::store::VersionIter) -> Vec<hearth::store::
     iter.map(|v| v.expect("store iterator item")).collect()
 }
 
-/// The instant that sees every commit: the wall clock, or the store's last
-/// commit when the store clock runs ahead of it (it does under more than
-/// 1,000 commits/s, see `hearth::store`).
+/// The instant that sees every acknowledged commit.
 pub fn latest(store: &dyn hearth::store::Store) -> hearth::fhir::Instant {
-    let last = store.last_commit().expect("last_commit");
-    last.map_or_else(hearth::fhir::Instant::now, |t| {
-        t.max(hearth::fhir::Instant::now())
-    })
+    store.now().expect("store clock")
 }

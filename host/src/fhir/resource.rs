@@ -58,29 +58,48 @@ impl Resource {
 
     /// Serialises the resource for storage: compact JSON, `resourceType`, `id`
     /// and `meta` first, `meta.versionId` / `meta.lastUpdated` set by the
-    /// server; every other member keeps its order and its exact text (numbers
-    /// keep their precision: serde_json runs with `arbitrary_precision`).
+    /// server (first in `meta`); every other member keeps its order and its
+    /// exact text (numbers keep their precision: serde_json runs with
+    /// `arbitrary_precision`). Writes straight from the parsed tree: this is
+    /// on the bulk write path, so nothing is cloned.
     pub fn to_stored_bytes(&self, id: &ResourceId, version: u64, last_updated: Instant) -> Vec<u8> {
-        let mut meta = match self.body.get("meta") {
-            Some(Value::Object(m)) => m.clone(),
-            _ => Map::new(),
-        };
-        meta.insert("versionId".into(), Value::String(version.to_string()));
-        meta.insert("lastUpdated".into(), Value::String(last_updated.to_fhir()));
-
-        let mut out = Map::with_capacity(self.body.len() + 2);
-        out.insert(
-            "resourceType".into(),
-            Value::String(self.rtype.as_str().into()),
-        );
-        out.insert("id".into(), Value::String(id.as_str().into()));
-        out.insert("meta".into(), Value::Object(meta));
-        for (k, v) in &self.body {
-            if !matches!(k.as_str(), "resourceType" | "id" | "meta") {
-                out.insert(k.clone(), v.clone());
-            }
+        let mut out = Vec::with_capacity(1024);
+        out.extend_from_slice(b"{\"resourceType\":\"");
+        out.extend_from_slice(self.rtype.as_str().as_bytes());
+        // Ids and instants are plain ASCII without quotes or escapes (their
+        // syntax is checked), so they need no JSON escaping.
+        out.extend_from_slice(b"\",\"id\":\"");
+        out.extend_from_slice(id.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"meta\":{\"versionId\":\"");
+        out.extend_from_slice(version.to_string().as_bytes());
+        out.extend_from_slice(b"\",\"lastUpdated\":\"");
+        out.extend_from_slice(last_updated.to_fhir().as_bytes());
+        out.push(b'"');
+        if let Some(Value::Object(meta)) = self.body.get("meta") {
+            let rest = meta
+                .iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "versionId" | "lastUpdated"));
+            write_members(&mut out, rest);
         }
-        serde_json::to_vec(&Value::Object(out)).unwrap_or_default()
+        out.push(b'}');
+        let rest = self
+            .body
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "resourceType" | "id" | "meta"));
+        write_members(&mut out, rest);
+        out.push(b'}');
+        out
+    }
+}
+
+/// Appends `,"key":value` for each member.
+fn write_members<'a>(out: &mut Vec<u8>, members: impl Iterator<Item = (&'a String, &'a Value)>) {
+    for (k, v) in members {
+        out.push(b',');
+        // Writing JSON values into a Vec cannot fail: string keys, no I/O.
+        let _ = serde_json::to_writer(&mut *out, k);
+        out.push(b':');
+        let _ = serde_json::to_writer(&mut *out, v);
     }
 }
 
@@ -133,7 +152,7 @@ mod tests {
         let bytes = r.to_stored_bytes(&id, 3, Instant::from_millis(1_700_000_000_123));
         assert_eq!(
             std::str::from_utf8(&bytes).unwrap(),
-            r#"{"resourceType":"Observation","id":"o1","meta":{"versionId":"3","tag":[{"code":"x"}],"lastUpdated":"2023-11-14T22:13:20.123Z"},"valueDecimal":1.50,"status":"final"}"#
+            r#"{"resourceType":"Observation","id":"o1","meta":{"versionId":"3","lastUpdated":"2023-11-14T22:13:20.123Z","tag":[{"code":"x"}]},"valueDecimal":1.50,"status":"final"}"#
         );
     }
 

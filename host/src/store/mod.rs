@@ -237,6 +237,15 @@ pub trait Store: Send + Sync + 'static {
     /// The `lastUpdated` of the latest commit, if any.
     fn last_commit(&self) -> Result<Option<Instant>, StoreError>;
 
+    /// The instant a snapshot of "now" must use to include every
+    /// acknowledged commit: the wall clock, or the last commit's instant when
+    /// the store clock runs ahead of it (over 1,000 commits/s). Export's
+    /// `transactionTime` and every "as of now" read take it from here.
+    fn now(&self) -> Result<Instant, StoreError> {
+        let wall = Instant::now();
+        Ok(self.last_commit()?.map_or(wall, |last| last.max(wall)))
+    }
+
     fn stats(&self) -> Result<StoreStats, StoreError>;
 
     /// Forces everything acknowledged so far to disk (used at shutdown).
