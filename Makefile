@@ -7,11 +7,18 @@
 serve: prerequisites
 	cargo run --release -p hearth -- serve
 
+# `plugins/` is a workspace of its own (excluded from this one), so its
+# natively testable crate is tested by name. Its target directory is the one
+# host/build.rs builds that workspace into (the wasm artifacts live under
+# wasm32-wasip2/ there, these under release/).
+# The end-to-end tests run last so that the run closes on their summary.
 test: prerequisites
+	cargo test --release --manifest-path plugins/Cargo.toml -p type-filter-core --target-dir target/wasm
 	cargo test --release --workspace
 
 bench: prerequisites
 	cargo bench -p hearth --bench store
+	cargo bench -p hearth --bench plugins
 
 prerequisites:
 	@command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)"; exit 1; }

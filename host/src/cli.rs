@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::Overrides;
+use crate::config::{ConfigSource, Overrides};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -49,15 +49,25 @@ pub struct ServeArgs {
     /// Largest accepted request body in bytes.
     #[arg(long)]
     pub max_body_bytes: Option<usize>,
+    /// Directory of precompiled plugins (default: <data-dir>/plugin-cache);
+    /// servers sharing one skip compiling the same components again.
+    #[arg(long)]
+    pub plugin_cache_dir: Option<PathBuf>,
 }
 
 impl ServeArgs {
-    pub fn overrides(&self) -> Overrides {
-        Overrides {
-            listen: self.listen,
-            base_url: self.base_url.clone(),
-            max_body_bytes: self.max_body_bytes,
-            data_dir: self.data_dir.clone(),
+    /// The file and flags, kept by the server to read the file again on a
+    /// plugin reload.
+    pub fn source(&self) -> ConfigSource {
+        ConfigSource {
+            file: self.config.clone(),
+            flags: Overrides {
+                listen: self.listen,
+                base_url: self.base_url.clone(),
+                max_body_bytes: self.max_body_bytes,
+                data_dir: self.data_dir.clone(),
+                plugin_cache_dir: self.plugin_cache_dir.clone(),
+            },
         }
     }
 }

@@ -120,6 +120,12 @@ impl Default for Config {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PluginsConfig {
+    /// Where compiled components are kept between starts; absent means
+    /// `<data_dir>/plugin-cache`. Several servers may share one (entries are
+    /// keyed by content and engine, and written atomically). Read at start
+    /// only: a reload keeps the cache the server started with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_dir: Option<PathBuf>,
     /// Evaluates `_typeFilter`.
     pub type_filter: PluginConfig,
     /// Resolves the members of a Group for Group-level exports.
@@ -229,6 +235,23 @@ pub struct Overrides {
     pub max_body_bytes: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plugin_cache_dir: Option<PathBuf>,
+}
+
+/// Where the configuration comes from: the file and the command-line
+/// values. Kept by the server so that a plugin reload reads the file again
+/// under the same layering (defaults < file < environment < flags).
+#[derive(Clone, Debug, Default)]
+pub struct ConfigSource {
+    pub file: Option<PathBuf>,
+    pub flags: Overrides,
+}
+
+impl ConfigSource {
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        Config::load(self.file.as_deref(), &self.flags)
+    }
 }
 
 impl Config {
@@ -256,6 +279,9 @@ impl Config {
                 },
             ));
         }
+        if let Some(dir) = &flags.plugin_cache_dir {
+            figment = figment.merge(Serialized::default("plugins.cache_dir", dir));
+        }
         let config: Config = figment
             .extract()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
@@ -277,6 +303,15 @@ impl Config {
         }
         self.plugins.validate()?;
         Ok(())
+    }
+
+    /// Where compiled plugins are cached: `plugins.cache_dir`, by default
+    /// next to the store.
+    pub fn plugin_cache_dir(&self) -> PathBuf {
+        self.plugins
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| self.storage.data_dir.join("plugin-cache"))
     }
 
     /// The base URL, derived from the bound address when not configured.
@@ -332,6 +367,39 @@ mod tests {
             assert_eq!(c.server.listen.port(), 9000);
             assert_eq!(c.server.max_body_bytes, 8192);
             assert_eq!(c.storage.data_dir, PathBuf::from("/y"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn plugin_cache_dir_defaults_to_the_data_dir_and_layers() {
+        figment::Jail::expect_with(|jail| {
+            let c = Config::load(None, &Overrides::default()).unwrap();
+            assert_eq!(
+                c.plugin_cache_dir(),
+                PathBuf::from("./hearth-data/plugin-cache")
+            );
+            jail.create_file("c.toml", "[plugins]\ncache_dir = \"/from-file\"\n")?;
+            let source = ConfigSource {
+                file: Some("c.toml".into()),
+                flags: Overrides::default(),
+            };
+            assert_eq!(
+                source.load().unwrap().plugin_cache_dir(),
+                PathBuf::from("/from-file")
+            );
+            jail.set_env("HEARTH_PLUGINS__CACHE_DIR", "/from-env");
+            assert_eq!(
+                source.load().unwrap().plugin_cache_dir(),
+                PathBuf::from("/from-env")
+            );
+            let flags = Overrides {
+                plugin_cache_dir: Some("/from-flag".into()),
+                ..Default::default()
+            };
+            let c = ConfigSource { flags, ..source }.load().unwrap();
+            assert_eq!(c.plugin_cache_dir(), PathBuf::from("/from-flag"));
+            assert_eq!(c.plugins.type_filter, PluginConfig::default());
             Ok(())
         });
     }

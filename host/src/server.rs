@@ -1,6 +1,6 @@
-//! Start-up and shutdown: open the store, bind, assemble the HTTP stack
-//! around [`crate::api::router`], serve until SIGTERM/Ctrl-C, then drain and
-//! flush.
+//! Start-up and shutdown: load the plugins, open the store, bind, assemble
+//! the HTTP stack around [`crate::api::router`], serve until SIGTERM/Ctrl-C
+//! (reloading the plugins on SIGHUP), then drain and flush.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,12 +15,17 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 use crate::api::{self, ApiLimits, AppState};
-use crate::config::Config;
+use crate::config::{Config, ConfigSource};
+use crate::plugins::{PluginError, PluginRegistry};
 use crate::store::Store;
 use crate::store::sled::SledStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    #[error("loading the plugins: {0}")]
+    Plugins(#[from] PluginError),
+    #[error("listening for SIGHUP: {0}")]
+    Signal(std::io::Error),
     #[error("opening the store in {path}: {source}")]
     Store {
         path: String,
@@ -40,7 +45,21 @@ pub enum ServerError {
 }
 
 /// Runs the server until a shutdown signal, then flushes the store.
-pub async fn run(config: Config) -> Result<(), ServerError> {
+/// `source` is where `config` was read from: a plugin reload (SIGHUP or
+/// `POST /_admin/plugins/reload`) reads it again.
+pub async fn run(config: Config, source: ConfigSource) -> Result<(), ServerError> {
+    // Loaded before anything listens, so that a configuration naming a
+    // component that does not load fails the start.
+    let plugins = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || PluginRegistry::for_config(&config)).await??
+    };
+    let plugins = Arc::new(plugins);
+    let source = Arc::new(source);
+    // Before the ready line: SIGHUP's default action ends the process.
+    #[cfg(unix)]
+    reload_on_sighup(plugins.clone(), source.clone()).map_err(ServerError::Signal)?;
+
     let data_dir = config.storage.data_dir.clone();
     let store = tokio::task::spawn_blocking(move || SledStore::open(&data_dir))
         .await?
@@ -67,6 +86,8 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
             default_page_size: config.api.default_page_size,
             max_page_size: config.api.max_page_size,
         },
+        plugins,
+        config_source: source,
     };
     let app = http_stack(api::router(state));
 
@@ -149,6 +170,32 @@ fn decode_dollar(mut req: Request) -> Request {
         }
     }
     req
+}
+
+/// Reloads the plugins on every SIGHUP, as `POST /_admin/plugins/reload`
+/// does. A failure is logged and leaves the running plugins in place.
+#[cfg(unix)]
+fn reload_on_sighup(
+    plugins: Arc<PluginRegistry>,
+    source: Arc<ConfigSource>,
+) -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            let (plugins, source) = (plugins.clone(), source.clone());
+            match tokio::task::spawn_blocking(move || plugins.reload_from(&source)).await {
+                Ok(Ok(set)) => {
+                    tracing::info!(generation = set.generation, "plugins reloaded on SIGHUP")
+                }
+                Ok(Err(error)) => {
+                    tracing::error!(%error, "plugin reload failed; the running plugins stay")
+                }
+                Err(error) => tracing::error!(%error, "plugin reload task failed"),
+            }
+        }
+    });
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -4,8 +4,10 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+use crate::config::ConfigError;
 use crate::fhir::resource::ResourceError;
 use crate::fhir::{IssueType, OperationOutcome};
+use crate::plugins::{Fault, PluginError, ReloadError};
 use crate::store::{OpError, StoreError};
 
 use super::response::outcome_response;
@@ -53,6 +55,10 @@ pub enum ApiError {
     /// 503
     #[error("{0}")]
     Unavailable(String),
+    /// A plugin could not be loaded or failed; the message names it and the
+    /// cause. Boxed: it is several times larger than the other variants.
+    #[error(transparent)]
+    Plugin(Box<PluginError>),
     /// The failure of one entry of a batch or transaction: its status, and a
     /// message naming the entry.
     #[error("Bundle.entry[{index}]: {source}")]
@@ -94,6 +100,14 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Plugin(e) => match e.fault {
+                // The configuration names a component this host cannot use:
+                // the operator's input to fix, not a server fault.
+                Fault::Load(_) | Fault::VersionRefused { .. } => StatusCode::BAD_REQUEST,
+                // The plugin broke while running (trap, deadline, memory
+                // cap, contract violation).
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            },
             ApiError::InEntry { source, .. } => source.status(),
         }
     }
@@ -111,6 +125,10 @@ impl ApiError {
             ApiError::TooLarge(_) => IssueType::TooLong,
             ApiError::Internal => IssueType::Exception,
             ApiError::Unavailable(_) => IssueType::Transient,
+            ApiError::Plugin(e) => match e.fault {
+                Fault::Load(_) => IssueType::Invalid,
+                _ => e.issue_type(),
+            },
             ApiError::InEntry { source, .. } => source.issue_type(),
         }
     }
@@ -185,6 +203,29 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Rejected { error, .. } => error.into(),
             StoreError::Backend(_) | StoreError::Corrupt(_) => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<PluginError> for ApiError {
+    fn from(e: PluginError) -> Self {
+        ApiError::Plugin(Box::new(e))
+    }
+}
+
+/// The configuration file a reload reads is the operator's input: a bad one
+/// is a 400 that says what is wrong with it.
+impl From<ConfigError> for ApiError {
+    fn from(e: ConfigError) -> Self {
+        ApiError::invalid(e.to_string())
+    }
+}
+
+impl From<ReloadError> for ApiError {
+    fn from(e: ReloadError) -> Self {
+        match e {
+            ReloadError::Config(e) => e.into(),
+            ReloadError::Plugin(e) => e.into(),
         }
     }
 }

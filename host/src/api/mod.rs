@@ -13,16 +13,20 @@
 //! | DELETE | `/{type}/{id}`                   | delete                            |
 //! | GET    | `/{type}/{id}/_history`          | history-instance                  |
 //! | GET    | `/{type}/{id}/_history/{vid}`    | vread                             |
+//! | GET    | `/_admin/plugins`                | loaded plugins (not FHIR)         |
+//! | POST   | `/_admin/plugins/reload`         | reload plugins (not FHIR)         |
 //!
 //! HEAD is answered wherever GET is. Any other path is a 404, any other
 //! method on a known path a 405, both as OperationOutcome.
 //!
 //! Layout: `params`, `body` and `headers` turn the request into typed
 //! values once; `ops` holds the FHIR rules shared by single requests and
-//! bundle entries; `crud`, `history`, `bundle`, `metadata` and `health` are
-//! the handlers; `response` and `error` are the only places responses are
-//! built; `blocking` runs store calls off the async threads.
+//! bundle entries; `crud`, `history`, `bundle`, `metadata`, `health` and
+//! `admin` are the handlers; `response` and `error` are the only places
+//! responses are built; `blocking` runs store calls and plugin loading off
+//! the async threads.
 
+mod admin;
 mod blocking;
 mod body;
 mod bundle;
@@ -45,6 +49,8 @@ use axum::Router;
 use axum::http::{Method, Uri};
 use axum::routing::{get, post};
 
+use crate::config::ConfigSource;
+use crate::plugins::PluginRegistry;
 use crate::store::Store;
 use error::ApiError;
 
@@ -55,6 +61,11 @@ pub struct AppState {
     /// slash: `Location`, `fullUrl` and paging links are built from it.
     pub base_url: Arc<str>,
     pub limits: ApiLimits,
+    /// The plugins new work starts with; a reload swaps them whole.
+    pub plugins: Arc<PluginRegistry>,
+    /// Where the configuration was read from at start; a reload reads it
+    /// again.
+    pub config_source: Arc<ConfigSource>,
 }
 
 #[derive(Clone, Debug)]
@@ -95,6 +106,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/{type}/{id}/_history", get(history::of_instance))
         .route("/{type}/{id}/_history/{vid}", get(crud::vread))
+        .route("/_admin/plugins", get(admin::list))
+        .route("/_admin/plugins/reload", post(admin::reload))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(axum::middleware::from_fn(format::negotiate))

@@ -24,6 +24,15 @@ pub fn fhir_json(status: StatusCode, body: impl Into<Body>) -> Response {
         .into_response()
 }
 
+/// 200 with a resource built for this answer (not a stored version).
+pub fn resource(resource: &serde_json::Value) -> Response {
+    // Serialising a JSON value cannot fail.
+    fhir_json(
+        StatusCode::OK,
+        serde_json::to_vec(resource).unwrap_or_default(),
+    )
+}
+
 /// An OperationOutcome as the whole answer.
 pub fn outcome_response(status: StatusCode, outcome: &OperationOutcome) -> Response {
     // Serialising this plain struct cannot fail.

@@ -1,6 +1,7 @@
 //! What can go wrong with a plugin, named so that an operator can act on it,
 //! and the OperationOutcome a job that used the plugin ends with.
 
+use crate::config::ConfigError;
 use crate::fhir::outcome::{Issue, IssueSeverity, IssueType, OperationOutcome};
 
 use super::bindings::types;
@@ -60,6 +61,16 @@ pub enum Fault {
     Load(String),
 }
 
+/// A reload that changed nothing: the configuration could not be read, or
+/// one of the plugins it names could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("reading the configuration: {0}")]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+}
+
 impl PluginError {
     pub(super) fn new(plugin: &str, fault: Fault) -> Self {
         PluginError {
@@ -68,7 +79,8 @@ impl PluginError {
         }
     }
 
-    fn issue_type(&self) -> IssueType {
+    /// The OperationOutcome issue type of this failure.
+    pub fn issue_type(&self) -> IssueType {
         match self.fault {
             Fault::Deadline { .. } => IssueType::Timeout,
             Fault::MemoryCap { .. } | Fault::Fuel { .. } => IssueType::TooCostly,

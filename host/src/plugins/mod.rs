@@ -49,7 +49,7 @@ mod tests;
 
 pub use cache::CacheOutcome;
 pub use check::{CheckReport, check_component};
-pub use error::{Fault, PluginError};
+pub use error::{Fault, PluginError, ReloadError};
 pub use export_sink::{FileInfo, Finished, SinkWriter};
 pub use group_resolver::{GroupMembers, SnapshotReader};
 pub use import_validator::{ValidationSession, Verdict};
@@ -131,6 +131,16 @@ impl fmt::Display for PluginKind {
 /// Counts the lines of an NDJSON batch as the contract frames them (`\n`
 /// ended, the last `\n` optional): the number of answers a plugin owes.
 fn ndjson_lines(batch: &[u8]) -> usize {
-    let newlines = batch.iter().filter(|b| **b == b'\n').count();
+    // Counted per block of 255 bytes into a `u8`, which cannot overflow:
+    // with a `usize` counter the compiler widens every byte to a 64-bit lane
+    // (two per SSE register), and this pass cost a fifth to a third of a
+    // whole `_typeFilter` call (see plugins/README.md).
+    let newlines: usize = batch
+        .chunks(usize::from(u8::MAX))
+        .map(|block| {
+            let n = block.iter().fold(0u8, |n, b| n + u8::from(*b == b'\n'));
+            usize::from(n)
+        })
+        .sum();
     newlines + usize::from(batch.last().is_some_and(|b| *b != b'\n'))
 }

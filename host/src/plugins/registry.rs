@@ -5,12 +5,12 @@
 //! changes the plugins of work in flight; the old plugins are dropped when
 //! the last job holding them finishes.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use super::PluginKind;
-use super::error::PluginError;
+use super::error::{PluginError, ReloadError};
 use super::runtime::{LoadedPlugin, Runtime};
-use crate::config::{Config, PluginsConfig};
+use crate::config::{Config, ConfigSource, PluginsConfig};
 
 /// One generation of loaded plugins, one per role.
 pub struct PluginSet {
@@ -67,13 +67,17 @@ impl PluginSet {
 pub struct PluginRegistry {
     runtime: Arc<Runtime>,
     current: RwLock<Arc<PluginSet>>,
+    /// Held for a whole reload, so that reloads (SIGHUP, the admin
+    /// endpoint) apply one after the other, each answering with the set it
+    /// installed.
+    reloading: Mutex<()>,
 }
 
 impl PluginRegistry {
     /// The plugins `hearth serve` runs with: `config.plugins`, with compiled
-    /// code cached in `<data_dir>/plugin-cache`.
+    /// code cached in [`Config::plugin_cache_dir`].
     pub fn for_config(config: &Config) -> Result<PluginRegistry, PluginError> {
-        let runtime = Runtime::new(Some(config.storage.data_dir.join("plugin-cache")))?;
+        let runtime = Runtime::new(Some(config.plugin_cache_dir()))?;
         PluginRegistry::load(runtime, &config.plugins)
     }
 
@@ -87,6 +91,7 @@ impl PluginRegistry {
         Ok(PluginRegistry {
             runtime,
             current: RwLock::new(Arc::new(set)),
+            reloading: Mutex::new(()),
         })
     }
 
@@ -98,54 +103,29 @@ impl PluginRegistry {
             .clone()
     }
 
-    /// Loads `config` and, only if every plugin loads, makes it current;
-    /// otherwise the running plugins stay. Returns the new generation.
-    /// Blocking (reads files, may compile): call it off the async threads.
-    pub fn reload(&self, config: &PluginsConfig) -> Result<u64, PluginError> {
+    /// Loads `config` and, only if every plugin loads, makes it current and
+    /// returns it; otherwise the running plugins stay. Blocking (reads
+    /// files, may compile): call it off the async threads.
+    pub fn reload(&self, config: &PluginsConfig) -> Result<Arc<PluginSet>, PluginError> {
+        let _one_at_a_time = self
+            .reloading
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let generation = self.current().generation + 1;
         let set = Arc::new(PluginSet::load(&self.runtime, config, generation)?);
         log_loaded(&set);
-        let mut current = self
+        *self
             .current
             .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        // Two reloads racing: keep the newer one.
-        if current.generation < generation {
-            *current = set;
-        }
-        Ok(current.generation)
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = set.clone();
+        Ok(set)
     }
 
-    /// Reloads the plugins on every SIGHUP, with the `[plugins]` section
-    /// `reread` returns (normally: the config file loaded again). Failures
-    /// are logged and leave the running plugins in place.
-    #[cfg(unix)]
-    pub fn reload_on_sighup<F>(
-        self: Arc<Self>,
-        reread: F,
-    ) -> std::io::Result<tokio::task::JoinHandle<()>>
-    where
-        F: Fn() -> Result<PluginsConfig, String> + Send + Sync + 'static,
-    {
-        let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-        let reread = Arc::new(reread);
-        Ok(tokio::spawn(async move {
-            while hangups.recv().await.is_some() {
-                let (registry, reread) = (self.clone(), reread.clone());
-                let reloaded = tokio::task::spawn_blocking(move || match reread() {
-                    Ok(config) => registry.reload(&config).map_err(|e| e.to_string()),
-                    Err(e) => Err(format!("reading the configuration: {e}")),
-                })
-                .await;
-                match reloaded {
-                    Ok(Ok(generation)) => tracing::info!(generation, "plugins reloaded on SIGHUP"),
-                    Ok(Err(error)) => {
-                        tracing::error!(%error, "plugin reload failed; the running plugins stay")
-                    }
-                    Err(error) => tracing::error!(%error, "plugin reload task failed"),
-                }
-            }
-        }))
+    /// Reads the configuration again from `source` and reloads its
+    /// `[plugins]` section (SIGHUP and `POST /_admin/plugins/reload`).
+    pub fn reload_from(&self, source: &ConfigSource) -> Result<Arc<PluginSet>, ReloadError> {
+        let config = source.load()?;
+        Ok(self.reload(&config.plugins)?)
     }
 }
 

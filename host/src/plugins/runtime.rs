@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -54,6 +54,8 @@ pub(super) struct Prepared {
 pub struct LoadedPlugin {
     kind: PluginKind,
     name: Arc<str>,
+    /// The configured file; `None` for the embedded default.
+    component: Option<PathBuf>,
     sha256: String,
     version: Version,
     cache: CacheOutcome,
@@ -236,6 +238,7 @@ impl LoadedPlugin {
         Ok(LoadedPlugin {
             kind,
             name: name.into(),
+            component: spec.component.clone(),
             sha256: prepared.sha256,
             version: version.clone(),
             cache: prepared.cache,
@@ -255,6 +258,11 @@ impl LoadedPlugin {
     /// The role and the component, e.g. `type_filter (plugins/x.wasm)`.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The component file the config names; `None` for the embedded default.
+    pub fn component(&self) -> Option<&Path> {
+        self.component.as_deref()
     }
 
     pub fn sha256(&self) -> &str {

@@ -140,7 +140,7 @@ fn swapping_the_type_filter_in_the_config_changes_results() {
         type_filter: component("text_filter"),
         ..PluginsConfig::default()
     };
-    assert_eq!(registry.reload(&swapped).unwrap(), 2);
+    assert_eq!(registry.reload(&swapped).unwrap().generation, 2);
     let after = registry.current();
     assert!(after.type_filter.name().contains("text_filter.wasm"));
     let text_hits = matches(&after.type_filter, "code=glucose", &batch);
@@ -182,7 +182,9 @@ fn a_failed_reload_keeps_the_running_plugins() {
         export_sink: component("no_such_plugin"),
         ..PluginsConfig::default()
     };
-    let e = registry.reload(&broken).unwrap_err();
+    let Err(e) = registry.reload(&broken) else {
+        panic!("a missing component must fail the reload");
+    };
     assert!(e.to_string().contains("no_such_plugin.wasm"), "{e}");
     assert_eq!(registry.current().generation, 1);
 }
@@ -621,4 +623,15 @@ fn check_reports_world_version_imports_and_smoke_call() {
         "{report}"
     );
     assert!(check_component(Path::new("Cargo.toml")).is_err());
+}
+
+#[test]
+fn lines_are_counted_as_the_contract_frames_them() {
+    assert_eq!(ndjson_lines(b""), 0);
+    assert_eq!(ndjson_lines(b"{}"), 1);
+    assert_eq!(ndjson_lines(b"{}\n{}"), 2);
+    assert_eq!(ndjson_lines(b"{}\n{}\n"), 2);
+    // More newlines than one block's `u8` counter could hold.
+    assert_eq!(ndjson_lines(&b"\n".repeat(1000)), 1000);
+    assert_eq!(ndjson_lines("{}\n".repeat(1000).as_bytes()), 1000);
 }

@@ -6,8 +6,9 @@ mod crud;
 mod errors;
 mod history;
 mod metadata;
+mod plugins;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -17,6 +18,8 @@ use tempfile::TempDir;
 use tower::ServiceExt;
 
 use super::{ApiLimits, AppState, router};
+use crate::config::{ConfigSource, PluginsConfig};
+use crate::plugins::{PluginRegistry, Runtime};
 use crate::store::sled::SledStore;
 use crate::store::{Store, StoreStats};
 
@@ -41,12 +44,24 @@ impl Api {
     }
 
     pub fn with_limits(limits: ApiLimits) -> Self {
+        Self::build(limits, default_plugins(), ConfigSource::default())
+    }
+
+    /// A server whose plugins were loaded from the configuration `source`,
+    /// which a reload reads again.
+    pub fn with_plugins(plugins: Arc<PluginRegistry>, source: ConfigSource) -> Self {
+        Self::build(ApiLimits::default(), plugins, source)
+    }
+
+    fn build(limits: ApiLimits, plugins: Arc<PluginRegistry>, source: ConfigSource) -> Self {
         let dir = TempDir::new().unwrap();
         let store = Arc::new(SledStore::open(dir.path()).unwrap());
         let state = AppState {
             store: store.clone(),
             base_url: BASE.into(),
             limits,
+            plugins,
+            config_source: Arc::new(source),
         };
         Api {
             router: router(state),
@@ -154,6 +169,18 @@ impl Resp {
         assert_eq!(outcome["issue"][0]["severity"], "error", "{outcome}");
         outcome["issue"][0].clone()
     }
+}
+
+/// The default plugins, loaded once for all the tests that do not reload
+/// them: loading compiles four components.
+fn default_plugins() -> Arc<PluginRegistry> {
+    static PLUGINS: OnceLock<Arc<PluginRegistry>> = OnceLock::new();
+    PLUGINS
+        .get_or_init(|| {
+            let runtime = Runtime::new(None).unwrap();
+            Arc::new(PluginRegistry::load(runtime, &PluginsConfig::default()).unwrap())
+        })
+        .clone()
 }
 
 /// The resource without the `meta` the server sets.
