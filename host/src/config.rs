@@ -39,6 +39,8 @@ pub struct ServerConfig {
 pub struct StorageConfig {
     /// Directory of the embedded store (created if missing).
     pub data_dir: PathBuf,
+    /// Memory for the store's page cache, in MiB.
+    pub cache_mib: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -81,6 +83,7 @@ impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             data_dir: PathBuf::from("./hearth-data"),
+            cache_mib: crate::store::sled::DEFAULT_CACHE_BYTES >> 20,
         }
     }
 }
@@ -272,12 +275,7 @@ impl Config {
         };
         figment = figment.merge(Serialized::default("server", server));
         if let Some(dir) = &flags.data_dir {
-            figment = figment.merge(Serialized::default(
-                "storage",
-                StorageConfig {
-                    data_dir: dir.clone(),
-                },
-            ));
+            figment = figment.merge(Serialized::default("storage.data_dir", dir));
         }
         if let Some(dir) = &flags.plugin_cache_dir {
             figment = figment.merge(Serialized::default("plugins.cache_dir", dir));
@@ -291,6 +289,9 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        if self.storage.cache_mib < 16 {
+            return invalid("storage.cache_mib must be at least 16");
+        }
         if self.server.max_body_bytes < 1024 {
             return invalid("server.max_body_bytes must be at least 1024");
         }

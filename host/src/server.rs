@@ -61,12 +61,14 @@ pub async fn run(config: Config, source: ConfigSource) -> Result<(), ServerError
     reload_on_sighup(plugins.clone(), source.clone()).map_err(ServerError::Signal)?;
 
     let data_dir = config.storage.data_dir.clone();
-    let store = tokio::task::spawn_blocking(move || SledStore::open(&data_dir))
-        .await?
-        .map_err(|source| ServerError::Store {
-            path: config.storage.data_dir.display().to_string(),
-            source,
-        })?;
+    let cache_bytes = config.storage.cache_mib << 20;
+    let store =
+        tokio::task::spawn_blocking(move || SledStore::open_with_cache(&data_dir, cache_bytes))
+            .await?
+            .map_err(|source| ServerError::Store {
+                path: config.storage.data_dir.display().to_string(),
+                source,
+            })?;
     let store: Arc<dyn Store> = Arc::new(store);
 
     let addr = config.server.listen;

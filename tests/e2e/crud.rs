@@ -274,6 +274,12 @@ async fn metadata_healthz_and_encoded_paths() {
             "{encoded} vs {plain}"
         );
     }
+    // Until export lands, operation names get a 400 that names them.
+    for path in ["/%24export", "/Patient/%24export", "/Group/g1/%24export"] {
+        let oo = srv.get(path).await.outcome(400);
+        assert_eq!(oo["issue"][0]["code"], "not-supported", "{path}: {oo}");
+        assert!(oo.to_string().contains("$export"), "{path}: {oo}");
+    }
     // A PUT to such a path writes nothing either.
     let export = json!({"resourceType": "Patient", "id": "$export"});
     srv.put("/Patient/%24export", &export).await.outcome(400);

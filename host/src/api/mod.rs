@@ -6,6 +6,7 @@
 //! | GET    | `/metadata`                      | capabilities                      |
 //! | GET    | `/healthz`                       | health check (not FHIR)           |
 //! | GET    | `/_history`                      | history-system                    |
+//! | GET    | `/{type}`                        | search: 400 not-supported for now |
 //! | POST   | `/{type}`                        | create                            |
 //! | GET    | `/{type}/_history`               | history-type                      |
 //! | GET    | `/{type}/{id}`                   | read                              |
@@ -98,7 +99,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/healthz", get(health::handle))
         .route("/_history", get(history::system))
-        .route("/{type}", post(crud::create))
+        .route("/{type}", get(crud::search).post(crud::create))
         .route("/{type}/_history", get(history::of_type))
         .route(
             "/{type}/{id}",

@@ -14,6 +14,7 @@ use super::error::ApiError;
 /// A resource type the API can store. Unknown names are a client error (400)
 /// rather than a missing page (404): the path has the right shape.
 pub fn parse_type(name: &str) -> Result<ResourceType, ApiError> {
+    refuse_operation(name)?;
     let rtype = ResourceType::parse(name)
         .ok_or_else(|| ApiError::invalid(format!("'{name}' is not an R4 resource type")))?;
     if !rtype.is_storable() {
@@ -25,11 +26,23 @@ pub fn parse_type(name: &str) -> Result<ResourceType, ApiError> {
 }
 
 pub fn parse_id(id: &str) -> Result<ResourceId, ApiError> {
+    refuse_operation(id)?;
     ResourceId::parse(id).ok_or_else(|| {
         ApiError::invalid(format!(
             "'{id}' is not a valid resource id (1-64 of A-Z a-z 0-9 - .)"
         ))
     })
+}
+
+/// A `$name` segment where a type or id belongs is an operation this server
+/// does not offer (any it offers has its own route, which wins over these).
+fn refuse_operation(segment: &str) -> Result<(), ApiError> {
+    match segment.strip_prefix('$') {
+        Some(op) => Err(ApiError::NotSupported(format!(
+            "the operation ${op} is not supported by this server at this path (see /metadata)"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// A version id: digits only (no sign, no spaces).
