@@ -74,6 +74,20 @@ impl Instant {
     }
 }
 
+/// As a FHIR instant string, so persisted records stay readable.
+impl serde::Serialize for Instant {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_fhir())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Instant {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Instant::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 impl fmt::Display for Instant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.to_fhir())
@@ -105,6 +119,9 @@ mod tests {
             "2024-01-01T00:00:00.000Z"
         );
         assert_eq!(i.to_http_date(), "Wed, 01 May 2024 12:00:00 GMT");
+        let json = serde_json::to_string(&i).unwrap();
+        assert_eq!(json, "\"2024-05-01T12:00:00.123Z\"");
+        assert_eq!(serde_json::from_str::<Instant>(&json).unwrap(), i);
         for bad in [
             "",
             "yesterday",
