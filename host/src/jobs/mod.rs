@@ -268,6 +268,10 @@ pub trait JobHandler: Send + Sync + 'static {
 const SIGNAL_RUNNING: u8 = 0;
 const SIGNAL_CANCEL: u8 = 1;
 const SIGNAL_LOST: u8 = 2;
+/// The engine is shutting down: the handler stops as if it lost the job
+/// (nothing is recorded; the job keeps its lease, and the next start of this
+/// node releases and resumes it).
+const SIGNAL_SHUTDOWN: u8 = 3;
 
 /// A running job's line to the engine: its heartbeat task raises the signal,
 /// the handler polls it and checkpoints through it.
@@ -302,11 +306,16 @@ impl JobContext {
         signal.fetch_max(value, Ordering::SeqCst);
     }
 
+    pub(crate) fn raise_shutdown(signal: &AtomicU8) {
+        signal.fetch_max(SIGNAL_SHUTDOWN, Ordering::SeqCst);
+    }
+
     pub fn id(&self) -> &JobId {
         &self.id
     }
 
-    /// `Err` once the job was cancelled or this worker lost it.
+    /// `Err` once the job was cancelled, this worker lost it or the engine
+    /// is shutting down (the last two as [`JobFailure::Lost`]).
     pub fn check(&self) -> Result<(), JobFailure> {
         match self.signal.load(Ordering::SeqCst) {
             SIGNAL_RUNNING => Ok(()),

@@ -12,6 +12,7 @@
 mod keys;
 mod record;
 pub mod sled;
+mod sled_jobs;
 
 use bytes::Bytes;
 

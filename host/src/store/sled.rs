@@ -20,6 +20,8 @@
 //! `C` makes preconditions a point read and carries the memberships a
 //! tombstone inherits. The version count is the last `seq`.
 //!
+//! Jobs (`JobStore`) live in a tree of their own, see [`super::sled_jobs`].
+//!
 //! # Writes
 //!
 //! One writer at a time (a mutex) reads the `C` records of its targets and
@@ -51,6 +53,7 @@ use bytes::Bytes;
 
 use super::keys::{self, LOG, TYPE_LOG, VERSION};
 use super::record::{self, Current, Meta, VERSION_HEADER};
+use super::sled_jobs::JobTree;
 use super::{
     CommitMode, HistoryCursor, HistoryPage, HistoryQuery, HistoryScope, OpError, Precondition,
     Store, StoreError, StoreStats, StoredVersion, VersionIter, VersionMeta, WriteKind, WriteOp,
@@ -66,6 +69,9 @@ pub struct SledStore {
     writer: Mutex<()>,
     /// The wall clock; tests freeze it to run the store clock ahead of it.
     clock: fn() -> Instant,
+    /// The jobs, with their own writer lock (job writes never wait for a
+    /// commit, nor commits for them).
+    pub(super) jobs: JobTree,
 }
 
 /// sled's own default is 1 GiB, which a bulk scan fills and keeps: peak RSS
@@ -93,6 +99,7 @@ impl SledStore {
             .cache_capacity(cache_bytes)
             .open()?;
         Ok(SledStore {
+            jobs: JobTree::open(&db)?,
             db,
             writer: Mutex::new(()),
             clock,
