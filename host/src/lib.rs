@@ -5,6 +5,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod dataset;
+pub mod destinations;
 pub mod export;
 pub mod fhir;
 pub mod jobs;

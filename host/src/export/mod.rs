@@ -1,7 +1,142 @@
 //! `$export`: the request (parsed at the edge), the job handler that plans
 //! and runs it against store snapshots and plugins, the files it writes, and
 //! the manifest the status endpoint answers.
+//!
+//! Layout, in the order an export flows through it:
+//! - `request`: the typed kick-off the edge persists as the job's request;
+//! - `plan`: types, patients (Group members through the group-resolver
+//!   plugin), compiled `_typeFilter`s, `_elements`, units, warnings;
+//! - `snapshot`: the store as of the transaction time (also the plugin's
+//!   `fhir-read`); `patients`: who is exported and under whom a shared
+//!   resource goes; `select`: which versions, and deletions as what;
+//! - `filter`, `elements`, `deleted`: the type-filter plugin, `_elements`,
+//!   the `deleted` Bundles and the soft-delete marker;
+//! - `unit`: one unit's scan → batch → filter → render → write loop;
+//!   `files`: streams of files through the export-sink plugin to the
+//!   destination, rollover and naming;
+//! - `checkpoint`: the resume state; `run`: one attempt; `manifest`: the
+//!   result and the HL7 manifest; `error`: why an export stops.
 
+mod checkpoint;
+mod deleted;
+mod elements;
+mod error;
+mod files;
+mod filter;
+pub mod manifest;
+mod patients;
+mod plan;
 pub mod request;
+mod run;
+mod select;
+mod snapshot;
+mod unit;
 
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use error::ExportError;
+pub use manifest::{ExportResult, manifest};
 pub use request::{Associated, ExportLevel, ExportRequest, TypeFilter, Warning};
+
+use crate::destinations::{Destination, Download};
+use crate::jobs::{JobContext, JobFailure, JobHandler, JobKind, JobRecord};
+use crate::plugins::PluginRegistry;
+use crate::store::Store;
+
+/// How exports write their files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExportConfig {
+    /// Root of the local destination.
+    pub output_dir: PathBuf,
+    /// Lines per file before the next one starts (the seed docs' 5,000).
+    pub file_max_resources: usize,
+    /// Bytes of NDJSON per file before the next one starts (the seed docs'
+    /// 64 MB).
+    pub file_max_bytes: u64,
+    /// Units (types, or patient partitions) one export runs at once.
+    pub parallelism: usize,
+    /// Lines per `_typeFilter` evaluation and export-sink write.
+    pub batch_lines: usize,
+}
+
+impl ExportConfig {
+    pub const DEFAULT_FILE_MAX_RESOURCES: usize = 5_000;
+    pub const DEFAULT_FILE_MAX_BYTES: u64 = 64 * 1024 * 1024;
+    pub const DEFAULT_PARALLELISM: usize = 2;
+    pub const DEFAULT_BATCH_LINES: usize = 1_000;
+
+    /// The defaults, writing to `<data_dir>/exports`.
+    pub fn for_data_dir(data_dir: &Path) -> Self {
+        ExportConfig {
+            output_dir: data_dir.join("exports"),
+            file_max_resources: Self::DEFAULT_FILE_MAX_RESOURCES,
+            file_max_bytes: Self::DEFAULT_FILE_MAX_BYTES,
+            parallelism: Self::DEFAULT_PARALLELISM,
+            batch_lines: Self::DEFAULT_BATCH_LINES,
+        }
+    }
+}
+
+/// Runs `$export` jobs.
+pub struct ExportHandler {
+    store: Arc<dyn Store>,
+    plugins: Arc<PluginRegistry>,
+    destination: Arc<dyn Destination>,
+    config: ExportConfig,
+}
+
+impl ExportHandler {
+    pub fn new(
+        store: Arc<dyn Store>,
+        plugins: Arc<PluginRegistry>,
+        destination: Arc<dyn Destination>,
+        config: ExportConfig,
+    ) -> Self {
+        ExportHandler {
+            store,
+            plugins,
+            destination,
+            config,
+        }
+    }
+
+    /// Where to get file `name` of export job `job`: `None` unless the
+    /// job's result lists it (a completed job) and it still exists.
+    pub fn download(&self, job: &JobRecord, name: &str) -> Result<Option<Download>, ExportError> {
+        if !ExportResult::of(job).lists(name) {
+            return Ok(None);
+        }
+        let request = request_of(job)?;
+        let folder = files::job_folder(job, &request)?;
+        Ok(self.destination.locate(&folder, name)?)
+    }
+
+    /// Deletes every file of `job` (a completed export the client is done
+    /// with, or one past retention).
+    pub fn remove_files(&self, job: &JobRecord) -> Result<(), ExportError> {
+        let request = request_of(job)?;
+        let folder = files::job_folder(job, &request)?;
+        Ok(self.destination.remove_folder(&folder)?)
+    }
+}
+
+fn request_of(job: &JobRecord) -> Result<ExportRequest, ExportError> {
+    serde_json::from_value(job.request.clone()).map_err(|e| ExportError::Corrupt {
+        what: "request",
+        message: e.to_string(),
+    })
+}
+
+impl JobHandler for ExportHandler {
+    fn kind(&self) -> JobKind {
+        JobKind::Export
+    }
+
+    fn run(&self, job: &JobRecord, ctx: &JobContext) -> Result<serde_json::Value, JobFailure> {
+        run::run(self, job, ctx).map_err(ExportError::into_failure)
+    }
+}

@@ -75,3 +75,58 @@ pub struct ExportRequest {
     /// Unsupported parameters accepted under lenient handling.
     pub warnings: Vec<Warning>,
 }
+
+impl ExportRequest {
+    /// Whether `other` asks for the same export: equal in every field but
+    /// the transaction time, unless `_till`/`_until` chose it. A kick-off
+    /// repeated while an identical one is queued or running gets that job
+    /// back instead of a second one (the clock-given time of two kick-offs
+    /// always differs).
+    pub fn same_export(&self, other: &ExportRequest) -> bool {
+        if self.until_given || other.until_given {
+            return self == other;
+        }
+        let aligned = ExportRequest {
+            transaction_time: other.transaction_time,
+            ..self.clone()
+        };
+        aligned == *other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(time: &str, until_given: bool) -> ExportRequest {
+        ExportRequest {
+            level: ExportLevel::System,
+            request_url: "http://h/$export".into(),
+            transaction_time: Instant::parse(time).unwrap(),
+            since: None,
+            until_given,
+            types: Vec::new(),
+            type_filters: Vec::new(),
+            elements: Vec::new(),
+            patients: Vec::new(),
+            associated: Associated::default(),
+            container: None,
+            lenient: false,
+            warnings: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn same_export_ignores_only_the_clock() {
+        let (a, b) = (request("2024-01-01", false), request("2024-02-01", false));
+        assert!(a.same_export(&b) && b.same_export(&a));
+        let typed = ExportRequest {
+            types: vec![ResourceType::parse("Patient").unwrap()],
+            ..b.clone()
+        };
+        assert!(!a.same_export(&typed));
+        let (c, d) = (request("2024-01-01", true), request("2024-02-01", true));
+        assert!(!c.same_export(&d) && c.same_export(&c.clone()));
+        assert!(!a.same_export(&request("2024-01-01", true)));
+    }
+}

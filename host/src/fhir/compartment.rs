@@ -89,6 +89,13 @@ fn paths_in_expression(rtype: &str, expr: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// Whether a resource of `rtype` can be in a patient's compartment at all:
+/// the CompartmentDefinition links the type to a patient (Patient itself
+/// included). Patient- and Group-level exports return only these types.
+pub fn can_be_in_compartment(rtype: ResourceType) -> bool {
+    rtype.as_str() == "Patient" || paths_by_type().contains_key(rtype.as_str())
+}
+
 /// The ids of the patients whose compartment holds this resource, sorted and
 /// without duplicates. A Patient is in its own compartment.
 pub fn patients_of(rtype: ResourceType, id: &ResourceId, body: &Map<String, Value>) -> Vec<String> {
@@ -167,6 +174,9 @@ mod tests {
         );
         assert_eq!(p["Patient"], vec![vec!["link".to_string(), "other".into()]]);
         assert!(!p.contains_key("Organization"));
+        let can = |name| can_be_in_compartment(ResourceType::parse(name).unwrap());
+        assert!(can("Patient") && can("Observation") && can("Encounter"));
+        assert!(!can("Organization") && !can("Medication") && !can("Practitioner"));
     }
 
     #[test]

@@ -1,0 +1,173 @@
+//! Where export files go: a [`Destination`] holds job folders of files that
+//! become visible only when committed. The local file system is the first
+//! implementation ([`local`]); Azure Blob comes later, so nothing here names
+//! `std::fs` types.
+//!
+//! The contract export's exactly-once output stands on: a file is written
+//! under a pending name, and [`PendingFile::commit`] makes it durable first
+//! and visible under its name second, in one atomic step; a crash at any
+//! point leaves either the whole committed file or only pending leftovers,
+//! which [`Destination::remove_pending`] clears.
+
+pub mod local;
+
+use std::fmt;
+use std::path::PathBuf;
+
+pub use local::LocalDestination;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DestinationError {
+    #[error("'{0}' is not an acceptable folder or file name")]
+    BadName(String),
+    #[error("{operation} {path}: {message}")]
+    Io {
+        operation: &'static str,
+        path: String,
+        message: String,
+    },
+}
+
+/// A job's folder, relative to the destination's root: one or more plain
+/// name segments (`<job-id>` or `<container>/<timestamp>-<job-id>`). Built
+/// only through [`Folder::new`], which refuses anything that could leave the
+/// root, so implementations can join it to their root as is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Folder(Vec<String>);
+
+impl Folder {
+    pub fn new<S: AsRef<str>>(segments: &[S]) -> Result<Folder, DestinationError> {
+        if segments.is_empty() {
+            return Err(DestinationError::BadName(String::new()));
+        }
+        let segments: Vec<String> = segments.iter().map(|s| s.as_ref().to_owned()).collect();
+        for segment in &segments {
+            check_segment(segment)?;
+        }
+        Ok(Folder(segments))
+    }
+
+    pub fn segments(&self) -> &[String] {
+        &self.0
+    }
+}
+
+impl fmt::Display for Folder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.join("/"))
+    }
+}
+
+/// One path segment: not empty, not `.` or `..`, no separator of any
+/// platform, no control characters. The edge already refuses traversal in
+/// `_container`; this is the last line of defence.
+fn check_segment(segment: &str) -> Result<(), DestinationError> {
+    let bad = segment.is_empty()
+        || segment == "."
+        || segment == ".."
+        || segment.len() > 255
+        || segment
+            .chars()
+            .any(|c| matches!(c, '/' | '\\' | ':') || c.is_control());
+    if bad {
+        Err(DestinationError::BadName(segment.to_owned()))
+    } else {
+        Ok(())
+    }
+}
+
+/// A file name inside a folder: a plain segment that does not end in the
+/// suffix pending files use, so a committed name can never be mistaken for
+/// a leftover.
+pub fn check_file_name(name: &str) -> Result<(), DestinationError> {
+    check_segment(name)?;
+    if name.ends_with(PENDING_SUFFIX) {
+        return Err(DestinationError::BadName(name.to_owned()));
+    }
+    Ok(())
+}
+
+/// The suffix of files that are still being written.
+pub const PENDING_SUFFIX: &str = ".part";
+
+/// How a client gets a committed file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Download {
+    /// A local file the server streams.
+    File(PathBuf),
+    /// A URL the client fetches itself (e.g. a signed Blob URL).
+    Url(String),
+}
+
+/// Storage for export output. Implementations must be safe to share
+/// between threads; calls block.
+pub trait Destination: Send + Sync + 'static {
+    /// Starts file `name` in `folder` (created as needed), invisible under
+    /// that name until committed. Several writers may write the same name
+    /// at once (a job resumed by another worker): each gets a pending file
+    /// of its own.
+    fn create(&self, folder: &Folder, name: &str)
+    -> Result<Box<dyn PendingFile>, DestinationError>;
+
+    /// The names of the committed files in `folder` (none if it is absent).
+    fn list(&self, folder: &Folder) -> Result<Vec<String>, DestinationError>;
+
+    /// Deletes committed file `name` (nothing if absent).
+    fn remove(&self, folder: &Folder, name: &str) -> Result<(), DestinationError>;
+
+    /// Deletes every pending file in `folder`: leftovers of an interrupted
+    /// attempt.
+    fn remove_pending(&self, folder: &Folder) -> Result<(), DestinationError>;
+
+    /// Deletes `folder` with everything in it (nothing if absent).
+    fn remove_folder(&self, folder: &Folder) -> Result<(), DestinationError>;
+
+    /// Where a client downloads committed file `name`; `None` if there is
+    /// no such committed file.
+    fn locate(&self, folder: &Folder, name: &str) -> Result<Option<Download>, DestinationError>;
+}
+
+/// A file being written.
+pub trait PendingFile: Send {
+    fn append(&mut self, bytes: &[u8]) -> Result<(), DestinationError>;
+
+    /// Makes the file durable, then visible under its name, atomically
+    /// (replacing a committed file of that name).
+    fn commit(self: Box<Self>) -> Result<(), DestinationError>;
+
+    /// Discards the file.
+    fn abort(self: Box<Self>) -> Result<(), DestinationError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folders_and_names_cannot_leave_the_root() {
+        assert!(Folder::new(&["job-1"]).is_ok());
+        assert_eq!(
+            Folder::new(&["c", "20240501T120000Z-x"])
+                .unwrap()
+                .to_string(),
+            "c/20240501T120000Z-x"
+        );
+        for bad in [
+            vec![],
+            vec![".."],
+            vec!["."],
+            vec![""],
+            vec!["a/b"],
+            vec!["a\\b"],
+            vec!["/abs"],
+            vec!["c:"],
+            vec!["ok", ".."],
+            vec!["a\nb"],
+        ] {
+            assert!(Folder::new(&bad).is_err(), "{bad:?}");
+        }
+        assert!(check_file_name("Patient-1-1.ndjson").is_ok());
+        assert!(check_file_name("Patient-1-1.ndjson.part").is_err());
+        assert!(check_file_name("../x").is_err());
+    }
+}

@@ -1,0 +1,116 @@
+//! The store as of the export's transaction time: point reads, version
+//! windows and the last live body of a deleted resource. Also what the
+//! group-resolver plugin's `fhir-read` import reads through.
+
+use std::sync::Arc;
+
+use crate::fhir::{Instant, ResourceId, ResourceType};
+use crate::plugins::SnapshotReader;
+use crate::store::{HistoryQuery, HistoryScope, Store, StoreError, StoredVersion};
+
+/// Versions asked for per history page when listing one resource's versions.
+const VERSIONS_PAGE: usize = 1000;
+
+#[derive(Clone)]
+pub struct Snapshot {
+    store: Arc<dyn Store>,
+    at: Instant,
+}
+
+impl Snapshot {
+    pub fn new(store: Arc<dyn Store>, at: Instant) -> Self {
+        Snapshot { store, at }
+    }
+
+    pub fn at(&self) -> Instant {
+        self.at
+    }
+
+    pub fn store(&self) -> &dyn Store {
+        &*self.store
+    }
+
+    /// The version current at the snapshot (possibly a tombstone): the
+    /// newest of the instance history up to it.
+    pub fn read(
+        &self,
+        rtype: ResourceType,
+        id: &ResourceId,
+    ) -> Result<Option<StoredVersion>, StoreError> {
+        let query = HistoryQuery {
+            until: Some(self.at),
+            count: 1,
+            ..HistoryQuery::default()
+        };
+        let page = self
+            .store
+            .history(&HistoryScope::Instance(rtype, id.clone()), &query)?;
+        Ok(page.entries.into_iter().next())
+    }
+
+    /// Like [`Snapshot::read`], but `None` for a tombstone.
+    pub fn live(
+        &self,
+        rtype: ResourceType,
+        id: &ResourceId,
+    ) -> Result<Option<StoredVersion>, StoreError> {
+        Ok(self.read(rtype, id)?.filter(|v| !v.meta.deleted))
+    }
+
+    /// The live version a tombstone deleted. Deleting a deleted resource
+    /// writes nothing, so it is the version just before; the walk back is
+    /// only a guard.
+    pub fn deleted_body(&self, tombstone: &StoredVersion) -> Result<StoredVersion, StoreError> {
+        for version in (1..tombstone.meta.version).rev() {
+            match self.store.vread(tombstone.rtype, &tombstone.id, version)? {
+                Some(v) if !v.meta.deleted => return Ok(v),
+                _ => continue,
+            }
+        }
+        Err(StoreError::Corrupt(format!(
+            "{}/{} version {} deletes no live version",
+            tombstone.rtype, tombstone.id, tombstone.meta.version
+        )))
+    }
+
+    /// Every version of one resource with `since < lastUpdated <= at`,
+    /// oldest first.
+    pub fn versions(
+        &self,
+        rtype: ResourceType,
+        id: &ResourceId,
+        since: Option<Instant>,
+    ) -> Result<Vec<StoredVersion>, StoreError> {
+        let scope = HistoryScope::Instance(rtype, id.clone());
+        let mut query = HistoryQuery {
+            since,
+            until: Some(self.at),
+            cursor: None,
+            count: VERSIONS_PAGE,
+        };
+        let mut out = Vec::new();
+        loop {
+            let page = self.store.history(&scope, &query)?;
+            out.extend(page.entries);
+            match page.next {
+                Some(next) => query.cursor = Some(next),
+                None => break,
+            }
+        }
+        out.reverse();
+        Ok(out)
+    }
+}
+
+impl SnapshotReader for Snapshot {
+    fn read(&self, resource_type: &str, id: &str) -> Result<Option<Vec<u8>>, String> {
+        // A type or id that cannot exist is simply not there.
+        let (Some(rtype), Some(id)) = (ResourceType::parse(resource_type), ResourceId::parse(id))
+        else {
+            return Ok(None);
+        };
+        self.live(rtype, &id)
+            .map(|v| v.map(|v| v.body.to_vec()))
+            .map_err(|e| e.to_string())
+    }
+}
