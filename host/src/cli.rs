@@ -53,6 +53,9 @@ pub struct ServeArgs {
     /// servers sharing one skip compiling the same components again.
     #[arg(long)]
     pub plugin_cache_dir: Option<PathBuf>,
+    /// Directory of `$export` output files (default: <data-dir>/exports).
+    #[arg(long)]
+    pub export_dir: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -67,6 +70,7 @@ impl ServeArgs {
                 max_body_bytes: self.max_body_bytes,
                 data_dir: self.data_dir.clone(),
                 plugin_cache_dir: self.plugin_cache_dir.clone(),
+                export_dir: self.export_dir.clone(),
             },
         }
     }

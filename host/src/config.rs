@@ -6,9 +6,14 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use std::time::Duration;
+
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
+
+use crate::export::ExportConfig;
+use crate::jobs::engine::EngineConfig;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -18,6 +23,8 @@ pub struct Config {
     pub api: ApiConfig,
     pub log: LogConfig,
     pub plugins: PluginsConfig,
+    pub jobs: JobsConfig,
+    pub export: ExportSettings,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -59,6 +66,45 @@ pub struct LogConfig {
     /// `RUST_LOG` overrides it.
     pub filter: String,
     pub format: LogFormat,
+}
+
+/// The background job engine (`$export`, later `$import`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobsConfig {
+    /// Jobs run at once by this server (all kinds).
+    pub workers: usize,
+    /// How long a worker holds a job without renewing: a job whose worker
+    /// is silent this long is presumed stuck and resumes on another worker.
+    pub lease_seconds: u64,
+    /// How often a running job's lease is renewed (less than the lease).
+    pub heartbeat_seconds: u64,
+    /// How often idle workers look for queued jobs; a kick-off wakes them
+    /// at once anyway.
+    pub poll_ms: u64,
+    /// Exports queued or running at once; one more kick-off gets 429.
+    pub max_concurrent_exports: usize,
+    /// This server's name in job leases: stable across restarts (a restart
+    /// resumes exactly its own interrupted jobs), distinct per server
+    /// sharing a store.
+    pub node: String,
+}
+
+/// `[export]`: where export files go and how they are cut.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExportSettings {
+    /// Folder of export output; absent means `<data_dir>/exports`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_dir: Option<PathBuf>,
+    /// A file holds at most this many resources...
+    pub file_max_resources: usize,
+    /// ...and at most about this many bytes; then the next file starts.
+    pub file_max_bytes: u64,
+    /// Resource types one export writes at the same time.
+    pub parallelism: usize,
+    /// How long a finished export's files and status stay available.
+    pub retention_hours: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,6 +152,80 @@ impl Default for LogConfig {
     }
 }
 
+/// The engine's own defaults, so that the two cannot drift apart.
+impl Default for JobsConfig {
+    fn default() -> Self {
+        let engine = EngineConfig::default();
+        JobsConfig {
+            workers: engine.workers,
+            lease_seconds: engine.lease.as_secs(),
+            heartbeat_seconds: engine.heartbeat.as_secs(),
+            poll_ms: u64::try_from(engine.poll.as_millis()).unwrap_or(u64::MAX),
+            max_concurrent_exports: 4,
+            node: engine.node,
+        }
+    }
+}
+
+/// The export handler's defaults (Azure's file cut: 5,000 resources or
+/// 64 MB, whichever first) and a day's retention.
+impl Default for ExportSettings {
+    fn default() -> Self {
+        ExportSettings {
+            output_dir: None,
+            file_max_resources: ExportConfig::DEFAULT_FILE_MAX_RESOURCES,
+            file_max_bytes: ExportConfig::DEFAULT_FILE_MAX_BYTES,
+            parallelism: ExportConfig::DEFAULT_PARALLELISM,
+            retention_hours: 24,
+        }
+    }
+}
+
+impl JobsConfig {
+    /// The engine's settings.
+    pub fn engine(&self) -> EngineConfig {
+        EngineConfig {
+            node: self.node.clone(),
+            workers: self.workers,
+            lease: Duration::from_secs(self.lease_seconds),
+            heartbeat: Duration::from_secs(self.heartbeat_seconds),
+            poll: Duration::from_millis(self.poll_ms),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(format!("jobs.{m}")));
+        if self.workers == 0 || self.max_concurrent_exports == 0 {
+            return invalid("workers and max_concurrent_exports must be at least 1");
+        }
+        if self.heartbeat_seconds == 0 || self.heartbeat_seconds >= self.lease_seconds {
+            return invalid("heartbeat_seconds must be at least 1 and less than lease_seconds");
+        }
+        if self.poll_ms < 10 {
+            return invalid("poll_ms must be at least 10");
+        }
+        if self.node.is_empty() || self.node.contains('/') {
+            return invalid("node must be a non-empty name without '/'");
+        }
+        Ok(())
+    }
+}
+
+impl ExportSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(format!("export.{m}")));
+        if self.file_max_resources == 0 || self.parallelism == 0 || self.retention_hours == 0 {
+            return invalid(
+                "file_max_resources, parallelism and retention_hours must be at least 1",
+            );
+        }
+        if self.file_max_bytes < 1024 {
+            return invalid("file_max_bytes must be at least 1024");
+        }
+        Ok(())
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -114,6 +234,8 @@ impl Default for Config {
             api: ApiConfig::default(),
             log: LogConfig::default(),
             plugins: PluginsConfig::default(),
+            jobs: JobsConfig::default(),
+            export: ExportSettings::default(),
         }
     }
 }
@@ -240,6 +362,8 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plugin_cache_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub export_dir: Option<PathBuf>,
 }
 
 /// Where the configuration comes from: the file and the command-line
@@ -280,6 +404,9 @@ impl Config {
         if let Some(dir) = &flags.plugin_cache_dir {
             figment = figment.merge(Serialized::default("plugins.cache_dir", dir));
         }
+        if let Some(dir) = &flags.export_dir {
+            figment = figment.merge(Serialized::default("export.output_dir", dir));
+        }
         let config: Config = figment
             .extract()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
@@ -303,6 +430,8 @@ impl Config {
             return invalid("server.base_url must start with http:// or https://");
         }
         self.plugins.validate()?;
+        self.jobs.validate()?;
+        self.export.validate()?;
         Ok(())
     }
 
@@ -313,6 +442,31 @@ impl Config {
             .cache_dir
             .clone()
             .unwrap_or_else(|| self.storage.data_dir.join("plugin-cache"))
+    }
+
+    /// Where export files are written: `export.output_dir`, by default next
+    /// to the store.
+    pub fn export_dir(&self) -> PathBuf {
+        self.export
+            .output_dir
+            .clone()
+            .unwrap_or_else(|| self.storage.data_dir.join("exports"))
+    }
+
+    /// The export handler's settings.
+    pub fn export_config(&self) -> ExportConfig {
+        ExportConfig {
+            output_dir: self.export_dir(),
+            file_max_resources: self.export.file_max_resources,
+            file_max_bytes: self.export.file_max_bytes,
+            parallelism: self.export.parallelism,
+            ..ExportConfig::for_data_dir(&self.storage.data_dir)
+        }
+    }
+
+    /// How long a finished export's files and status stay.
+    pub fn export_retention(&self) -> Duration {
+        Duration::from_secs(self.export.retention_hours.saturating_mul(3600))
     }
 
     /// The base URL, derived from the bound address when not configured.
@@ -416,6 +570,52 @@ mod tests {
                 Config::load(Some(Path::new("missing.toml")), &Overrides::default()),
                 Err(ConfigError::MissingFile(_))
             ));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn jobs_and_export_sections() {
+        figment::Jail::expect_with(|jail| {
+            let c = Config::load(None, &Overrides::default()).unwrap();
+            assert_eq!(c.jobs.max_concurrent_exports, 4);
+            assert_eq!(c.jobs.engine().lease, Duration::from_secs(600));
+            assert_eq!(c.export.retention_hours, 24);
+            assert_eq!(c.export_dir(), PathBuf::from("./hearth-data/exports"));
+            for bad in [
+                "[jobs]\nworkers = 0\n",
+                "[jobs]\nheartbeat_seconds = 600\n",
+                "[jobs]\nnode = \"a/b\"\n",
+                "[jobs]\nmax_concurrent_exports = 0\n",
+                "[export]\nretention_hours = 0\n",
+                "[export]\nfile_max_bytes = 10\n",
+                "[export]\nspeed = 1\n",
+            ] {
+                jail.create_file("bad.toml", bad)?;
+                assert!(
+                    Config::load(Some(Path::new("bad.toml")), &Overrides::default()).is_err(),
+                    "{bad}"
+                );
+            }
+            jail.create_file(
+                "j.toml",
+                "[jobs]\nworkers = 3\nlease_seconds = 60\nheartbeat_seconds = 5\nnode = \"a\"\n\
+                 [export]\noutput_dir = \"/out\"\nfile_max_resources = 10\n",
+            )?;
+            jail.set_env("HEARTH_JOBS__MAX_CONCURRENT_EXPORTS", "1");
+            let c = Config::load(Some(Path::new("j.toml")), &Overrides::default()).unwrap();
+            let engine = c.jobs.engine();
+            assert_eq!((engine.workers, engine.node.as_str()), (3, "a"));
+            assert_eq!(engine.heartbeat, Duration::from_secs(5));
+            assert_eq!(c.jobs.max_concurrent_exports, 1);
+            assert_eq!(c.export.file_max_resources, 10);
+            assert_eq!(c.export_dir(), PathBuf::from("/out"));
+            let flags = Overrides {
+                export_dir: Some("/flag".into()),
+                ..Default::default()
+            };
+            let c = Config::load(Some(Path::new("j.toml")), &flags).unwrap();
+            assert_eq!(c.export_dir(), PathBuf::from("/flag"));
             Ok(())
         });
     }

@@ -1,6 +1,8 @@
-//! Start-up and shutdown: load the plugins, open the store, bind, assemble
-//! the HTTP stack around [`crate::api::router`], serve until SIGTERM/Ctrl-C
-//! (reloading the plugins on SIGHUP), then drain and flush.
+//! Start-up and shutdown: load the plugins, open the store, bind, start the
+//! job engine (with the export handler) and the export janitor, assemble the
+//! HTTP stack around [`crate::api::router`], serve until SIGTERM/Ctrl-C
+//! (reloading the plugins on SIGHUP), then drain requests, stop the jobs
+//! (they resume at the next start) and flush.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,11 +16,19 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+use crate::api::export::{Exports, run_janitor};
 use crate::api::{self, ApiLimits, AppState};
 use crate::config::{Config, ConfigSource};
+use crate::destinations::LocalDestination;
+use crate::export::ExportHandler;
+use crate::jobs::engine::Engine;
+use crate::jobs::{JobHandler, JobStore, JobStoreError};
 use crate::plugins::{PluginError, PluginRegistry};
 use crate::store::Store;
 use crate::store::sled::SledStore;
+
+/// How often expired and cancelled exports are looked for.
+const JANITOR_PERIOD: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -31,6 +41,8 @@ pub enum ServerError {
         path: String,
         source: crate::store::StoreError,
     },
+    #[error("starting the job engine: {0}")]
+    Jobs(JobStoreError),
     #[error("listening on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -69,7 +81,10 @@ pub async fn run(config: Config, source: ConfigSource) -> Result<(), ServerError
                 path: config.storage.data_dir.display().to_string(),
                 source,
             })?;
-    let store: Arc<dyn Store> = Arc::new(store);
+    // One sled database holds the resources and the jobs.
+    let store = Arc::new(store);
+    let jobs: Arc<dyn JobStore> = store.clone();
+    let store: Arc<dyn Store> = store;
 
     let addr = config.server.listen;
     let listener = tokio::net::TcpListener::bind(addr)
@@ -79,6 +94,26 @@ pub async fn run(config: Config, source: ConfigSource) -> Result<(), ServerError
         .local_addr()
         .map_err(|source| ServerError::Bind { addr, source })?;
     let base_url = config.base_url(bound);
+
+    let destination = Arc::new(LocalDestination::new(config.export_dir()));
+    let handler = Arc::new(ExportHandler::new(
+        store.clone(),
+        plugins.clone(),
+        destination,
+        config.export_config(),
+    ));
+    let handlers: Vec<Arc<dyn JobHandler>> = vec![handler.clone()];
+    // Resumes the jobs the last run of this node left unfinished.
+    let engine =
+        Engine::start(jobs.clone(), handlers, config.jobs.engine()).map_err(ServerError::Jobs)?;
+    let exports = Exports::new(
+        jobs,
+        engine.clone(),
+        handler,
+        config.jobs.max_concurrent_exports,
+        config.export_retention(),
+    );
+    let janitor = tokio::spawn(run_janitor(exports.clone(), JANITOR_PERIOD));
 
     let state = AppState {
         store: store.clone(),
@@ -90,6 +125,7 @@ pub async fn run(config: Config, source: ConfigSource) -> Result<(), ServerError
         },
         plugins,
         config_source: source,
+        exports,
     };
     let app = http_stack(api::router(state));
 
@@ -111,6 +147,12 @@ pub async fn run(config: Config, source: ConfigSource) -> Result<(), ServerError
     tokio::select! {
         served = serve.into_future() => served.map_err(ServerError::Serve)?,
         () = grace_over => tracing::warn!(?grace, "in-flight requests outlived the grace period"),
+    }
+    janitor.abort();
+    // Running jobs stop at their next check and keep their checkpoints;
+    // the next start of this node resumes them.
+    if let Err(e) = engine.shutdown(grace).await {
+        tracing::warn!(error = %e, "jobs still running at exit resume at the next start");
     }
     // Writes run on blocking threads and are durable when acknowledged; this
     // flush covers anything a cut-short request left behind.

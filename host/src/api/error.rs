@@ -1,16 +1,21 @@
 //! [`ApiError`]: every way a request can fail, and the one place a failure
 //! becomes an HTTP status and an OperationOutcome.
 
-use axum::http::StatusCode;
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::config::ConfigError;
+use crate::export::ExportError;
+use crate::fhir::outcome::Issue;
 use crate::fhir::resource::ResourceError;
 use crate::fhir::{IssueType, OperationOutcome};
+use crate::jobs::{JobError, JobStoreError};
 use crate::plugins::{Fault, PluginError, ReloadError};
 use crate::store::{OpError, StoreError};
 
-use super::response::outcome_response;
+use super::export::RemoveError;
+use super::response::{fhir_json, outcome_response};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -48,6 +53,23 @@ pub enum ApiError {
     /// 415
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// 429 with `Retry-After: {retry_after}` (seconds): too much work is
+    /// already under way; the same request may succeed later.
+    #[error("{message}")]
+    Throttled { message: String, retry_after: u64 },
+    /// 400: a plugin refused a request parameter (e.g. a `_typeFilter` its
+    /// compiler does not support). The outcome names the parameter, then
+    /// carries the plugin's own issues.
+    #[error("{message}")]
+    Refused {
+        parameter: String,
+        message: String,
+        issues: Vec<Issue>,
+    },
+    /// A job that failed: answered with the status and OperationOutcome
+    /// stored when it failed, which a status poll repeats.
+    #[error("the job failed with status {}", .0.status)]
+    JobFailed(JobError),
     /// 500: the cause is logged where it happens ([`ApiError::internal`]);
     /// clients only learn that something broke.
     #[error("internal server error")]
@@ -74,6 +96,16 @@ impl ApiError {
         }
     }
 
+    /// 400 about one request parameter: the message starts with its name
+    /// and the issue's expression is the name, so clients can tell which.
+    pub fn parameter(code: IssueType, name: &str, message: impl std::fmt::Display) -> Self {
+        ApiError::Invalid {
+            code,
+            message: format!("{name}: {message}"),
+            expression: Some(name.to_owned()),
+        }
+    }
+
     /// Logs the real cause and hides it from the client.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
@@ -89,7 +121,9 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::Invalid { .. } | ApiError::NotSupported(_) => StatusCode::BAD_REQUEST,
+            ApiError::Invalid { .. } | ApiError::NotSupported(_) | ApiError::Refused { .. } => {
+                StatusCode::BAD_REQUEST
+            }
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
@@ -98,6 +132,10 @@ impl ApiError {
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::JobFailed(e) => {
+                StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            }
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Plugin(e) => match e.fault {
@@ -123,7 +161,9 @@ impl ApiError {
             ApiError::Conflict(_) | ApiError::PreconditionFailed(_) => IssueType::Conflict,
             ApiError::Gone(_) => IssueType::Deleted,
             ApiError::TooLarge(_) => IssueType::TooLong,
-            ApiError::Internal => IssueType::Exception,
+            ApiError::Throttled { .. } => IssueType::Throttled,
+            ApiError::Refused { .. } => IssueType::NotSupported,
+            ApiError::Internal | ApiError::JobFailed(_) => IssueType::Exception,
             ApiError::Unavailable(_) => IssueType::Transient,
             ApiError::Plugin(e) => match e.fault {
                 Fault::Load(_) => IssueType::Invalid,
@@ -136,23 +176,41 @@ impl ApiError {
     fn expression(&self) -> Option<String> {
         match self {
             ApiError::Invalid { expression, .. } => expression.clone(),
+            ApiError::Refused { parameter, .. } => Some(parameter.clone()),
             ApiError::InEntry { index, .. } => Some(format!("Bundle.entry[{index}]")),
             _ => None,
         }
     }
 
     pub fn outcome(&self) -> OperationOutcome {
-        let outcome = OperationOutcome::error(self.issue_type(), self.to_string());
-        match self.expression() {
-            Some(expression) => outcome.at(expression),
-            None => outcome,
+        let mut outcome = OperationOutcome::error(self.issue_type(), self.to_string());
+        if let Some(expression) = self.expression() {
+            outcome = outcome.at(expression);
         }
+        if let ApiError::Refused { issues, .. } = self {
+            outcome.issue.extend(issues.iter().cloned());
+        }
+        outcome
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        outcome_response(self.status(), &self.outcome())
+        let status = self.status();
+        match self {
+            // The outcome was built (and checked) when the job failed.
+            ApiError::JobFailed(e) => {
+                fhir_json(status, serde_json::to_vec(&e.outcome).unwrap_or_default())
+            }
+            ApiError::Throttled { retry_after, .. } => {
+                let mut response = outcome_response(status, &self.outcome());
+                response
+                    .headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(retry_after));
+                response
+            }
+            _ => outcome_response(status, &self.outcome()),
+        }
     }
 }
 
@@ -204,6 +262,26 @@ impl From<StoreError> for ApiError {
             StoreError::Rejected { error, .. } => error.into(),
             StoreError::Backend(_) | StoreError::Corrupt(_) => ApiError::internal(e),
         }
+    }
+}
+
+/// What an export job's files could not be found or removed for: the
+/// server's problem (the job's records or the destination), logged.
+impl From<ExportError> for ApiError {
+    fn from(e: ExportError) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+impl From<RemoveError> for ApiError {
+    fn from(e: RemoveError) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+impl From<JobStoreError> for ApiError {
+    fn from(e: JobStoreError) -> Self {
+        ApiError::internal(e)
     }
 }
 

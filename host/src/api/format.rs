@@ -27,7 +27,7 @@ fn check(req: &Request) -> Result<(), ApiError> {
 
 /// `_format=json`, or a JSON mime type. Parameters (`;fhirVersion=4.0`) are
 /// ignored, and an unencoded `+` (`application/fhir+json`) arrives as a space.
-fn check_format(value: &str) -> Result<(), ApiError> {
+pub fn check_format(value: &str) -> Result<(), ApiError> {
     let essence = media_essence(&value.replace(' ', "+"));
     if essence == "json" || is_json(&essence) {
         return Ok(());

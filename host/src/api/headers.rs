@@ -1,5 +1,6 @@
 //! The HTTP headers FHIR gives meaning to: `ETag`/`If-Match` (versions),
-//! `Prefer` (what a write returns) and `Location`.
+//! `Prefer` (what a write returns; asynchronous, lenient handling) and
+//! `Location`.
 
 use axum::http::HeaderMap;
 use axum::http::header::IF_MATCH;
@@ -56,12 +57,8 @@ impl ReturnPref {
     /// Preferences are hints (RFC 7240): unknown or malformed ones are
     /// ignored, and the default is the full resource.
     pub fn from_headers(headers: &HeaderMap) -> Self {
-        headers
-            .get_all("prefer")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split([',', ';']))
-            .filter_map(|pref| pref.trim().strip_prefix("return="))
+        preferences(headers)
+            .filter_map(|pref| pref.strip_prefix("return="))
             .find_map(|value| match value.trim_matches('"') {
                 "minimal" => Some(ReturnPref::Minimal),
                 "representation" => Some(ReturnPref::Representation),
@@ -70,6 +67,41 @@ impl ReturnPref {
             })
             .unwrap_or_default()
     }
+}
+
+/// What an asynchronous request (`$export` kick-off) asked for in `Prefer`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AsyncPref {
+    /// `respond-async`: the Bulk Data kick-off requires it.
+    pub respond_async: bool,
+    /// `handling=lenient` (the last `handling` given wins; the default is
+    /// strict): unsupported parameters become warnings instead of 400.
+    pub lenient: bool,
+}
+
+impl AsyncPref {
+    pub fn from_headers(headers: &HeaderMap) -> Self {
+        let mut pref = AsyncPref::default();
+        for token in preferences(headers) {
+            if token.eq_ignore_ascii_case("respond-async") {
+                pref.respond_async = true;
+            } else if let Some(handling) = token.strip_prefix("handling=") {
+                pref.lenient = handling.trim_matches('"').eq_ignore_ascii_case("lenient");
+            }
+        }
+        pref
+    }
+}
+
+/// The trimmed tokens of every `Prefer` header (`respond-async`,
+/// `return=minimal`...), split at `,` and `;`.
+fn preferences(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split([',', ';']))
+        .map(str::trim)
 }
 
 /// `{base}/Patient/1/_history/2`: where a written version can be read again.
@@ -121,5 +153,39 @@ mod tests {
             ReturnPref::Minimal
         );
         assert_eq!(pref("return=everything"), ReturnPref::Representation);
+    }
+
+    #[test]
+    fn async_preferences() {
+        let pref = |values: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append("prefer", HeaderValue::from_str(v).unwrap());
+            }
+            AsyncPref::from_headers(&h)
+        };
+        assert_eq!(pref(&[]), AsyncPref::default());
+        assert_eq!(
+            pref(&["respond-async"]),
+            AsyncPref {
+                respond_async: true,
+                lenient: false
+            }
+        );
+        assert_eq!(
+            pref(&["Respond-Async, handling=lenient"]),
+            AsyncPref {
+                respond_async: true,
+                lenient: true
+            }
+        );
+        assert_eq!(
+            pref(&["handling=lenient", "respond-async; handling=strict"]),
+            AsyncPref {
+                respond_async: true,
+                lenient: false
+            }
+        );
+        assert!(!pref(&["respond-async-ish"]).respond_async);
     }
 }

@@ -17,9 +17,22 @@ pub struct Operation {
     pub definition: &'static str,
 }
 
-/// The operations implemented today: none yet. Bulk export and import add
-/// themselves here, which also makes the statement instantiate Bulk Data.
-pub const OPERATIONS: &[Operation] = &[];
+/// The operations implemented. Any at all makes the statement instantiate
+/// the Bulk Data CapabilityStatement.
+pub const OPERATIONS: &[Operation] = &[
+    Operation {
+        name: "export",
+        definition: "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export",
+    },
+    Operation {
+        name: "patient-export",
+        definition: "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export",
+    },
+    Operation {
+        name: "group-export",
+        definition: "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export",
+    },
+];
 
 const BULK_DATA: &str = "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data";
 

@@ -16,6 +16,10 @@
 //! | GET    | `/{type}/{id}/_history/{vid}`    | vread                             |
 //! | GET    | `/_admin/plugins`                | loaded plugins (not FHIR)         |
 //! | POST   | `/_admin/plugins/reload`         | reload plugins (not FHIR)         |
+//! | GET, POST | `/$export`, `/Patient/$export`, `/Group/{id}/$export` | Bulk Data kick-off |
+//! | GET, DELETE | `/_operations/export/{id}`   | export status, cancel / delete    |
+//! | GET    | `/_operations/export/{id}/files/{name}` | export file download       |
+//! | GET    | `/_operations/export`            | export jobs (not FHIR)            |
 //!
 //! HEAD is answered wherever GET is. Any other path is a 404, any other
 //! method on a known path a 405, both as OperationOutcome.
@@ -23,9 +27,9 @@
 //! Layout: `params`, `body` and `headers` turn the request into typed
 //! values once; `ops` holds the FHIR rules shared by single requests and
 //! bundle entries; `crud`, `history`, `bundle`, `metadata`, `health` and
-//! `admin` are the handlers; `response` and `error` are the only places
-//! responses are built; `blocking` runs store calls and plugin loading off
-//! the async threads.
+//! `admin` are the handlers; `export` is Bulk Data export (its own module
+//! tree); `response` and `error` are the only places responses are built;
+//! `blocking` runs store calls and plugin loading off the async threads.
 
 mod admin;
 mod blocking;
@@ -33,6 +37,7 @@ mod body;
 mod bundle;
 mod crud;
 pub mod error;
+pub mod export;
 mod format;
 mod headers;
 mod health;
@@ -67,6 +72,8 @@ pub struct AppState {
     /// Where the configuration was read from at start; a reload reads it
     /// again.
     pub config_source: Arc<ConfigSource>,
+    /// `$export`: jobs, engine, files, limits.
+    pub exports: export::Exports,
 }
 
 #[derive(Clone, Debug)]
@@ -112,6 +119,9 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(axum::middleware::from_fn(format::negotiate))
+        // Merged after the layer, so outside JSON-only negotiation: the
+        // export routes negotiate for themselves (see `export`).
+        .merge(export::router())
         .with_state(state)
 }
 

@@ -63,7 +63,7 @@ pub struct InstancePath(pub ResourceType, pub ResourceId);
 /// `/{type}/{id}/_history/{vid}`
 pub struct VersionPath(pub ResourceType, pub ResourceId, pub u64);
 
-async fn segments<const N: usize>(parts: &mut Parts) -> Result<[String; N], ApiError> {
+pub(super) async fn segments<const N: usize>(parts: &mut Parts) -> Result<[String; N], ApiError> {
     let Path(segments) = Path::<Vec<String>>::from_request_parts(parts, &())
         .await
         .map_err(|e| ApiError::invalid(format!("bad path: {e}")))?;

@@ -2,7 +2,7 @@
 //! body of a resource version.
 
 use axum::body::Body;
-use axum::http::header::{CONTENT_TYPE, ETAG, LAST_MODIFIED, LOCATION};
+use axum::http::header::{CONTENT_LOCATION, CONTENT_TYPE, ETAG, LAST_MODIFIED, LOCATION};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
@@ -37,6 +37,20 @@ pub fn resource(resource: &serde_json::Value) -> Response {
 pub fn outcome_response(status: StatusCode, outcome: &OperationOutcome) -> Response {
     // Serialising this plain struct cannot fail.
     fhir_json(status, serde_json::to_vec(outcome).unwrap_or_default())
+}
+
+/// 202 Accepted for asynchronous work, with an informational
+/// OperationOutcome and, for a new or found job, its status URL in
+/// `Content-Location`.
+pub fn accepted(message: String, status_url: Option<&str>) -> Result<Response, ApiError> {
+    let mut response = outcome_response(
+        StatusCode::ACCEPTED,
+        &OperationOutcome::information(message),
+    );
+    if let Some(url) = status_url {
+        insert(response.headers_mut(), CONTENT_LOCATION, url)?;
+    }
+    Ok(response)
 }
 
 /// 200 with the version's body, `ETag` and `Last-Modified`.
@@ -112,7 +126,7 @@ pub fn status_line(status: StatusCode) -> String {
 
 /// Header values are built from ids, digits and the configured base URL; a
 /// base URL that is not a valid header value is a configuration error.
-fn insert(headers: &mut HeaderMap, name: HeaderName, value: &str) -> Result<(), ApiError> {
+pub fn insert(headers: &mut HeaderMap, name: HeaderName, value: &str) -> Result<(), ApiError> {
     let value = HeaderValue::try_from(value)
         .map_err(|e| ApiError::internal(format!("bad {name} header '{value}': {e}")))?;
     headers.insert(name, value);

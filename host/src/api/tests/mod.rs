@@ -4,11 +4,13 @@
 mod bundle;
 mod crud;
 mod errors;
+mod export;
 mod history;
 mod metadata;
 mod plugins;
 
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -17,8 +19,13 @@ use serde_json::Value;
 use tempfile::TempDir;
 use tower::ServiceExt;
 
+use super::export::Exports;
 use super::{ApiLimits, AppState, router};
 use crate::config::{ConfigSource, PluginsConfig};
+use crate::destinations::LocalDestination;
+use crate::export::{ExportConfig, ExportHandler};
+use crate::jobs::engine::{Engine, EngineConfig};
+use crate::jobs::{JobHandler, JobStore};
 use crate::plugins::{PluginRegistry, Runtime};
 use crate::store::sled::SledStore;
 use crate::store::{Store, StoreStats};
@@ -29,7 +36,27 @@ pub const FHIR_JSON: &str = "application/fhir+json";
 pub struct Api {
     router: Router,
     store: Arc<SledStore>,
-    _dir: TempDir,
+    exports: Exports,
+    dir: TempDir,
+}
+
+/// How a test server runs `$export` jobs.
+#[derive(Clone, Copy)]
+pub struct Jobs {
+    /// Whether workers run the jobs; without, they stay queued.
+    pub run: bool,
+    pub max_concurrent: usize,
+    pub retention: Duration,
+}
+
+impl Default for Jobs {
+    fn default() -> Self {
+        Jobs {
+            run: true,
+            max_concurrent: 4,
+            retention: Duration::from_secs(3600),
+        }
+    }
 }
 
 pub struct Resp {
@@ -44,34 +71,96 @@ impl Api {
     }
 
     pub fn with_limits(limits: ApiLimits) -> Self {
-        Self::build(limits, default_plugins(), ConfigSource::default())
+        Self::build(
+            limits,
+            default_plugins(),
+            ConfigSource::default(),
+            Jobs::default(),
+        )
     }
 
     /// A server whose plugins were loaded from the configuration `source`,
     /// which a reload reads again.
     pub fn with_plugins(plugins: Arc<PluginRegistry>, source: ConfigSource) -> Self {
-        Self::build(ApiLimits::default(), plugins, source)
+        Self::build(ApiLimits::default(), plugins, source, Jobs::default())
     }
 
-    fn build(limits: ApiLimits, plugins: Arc<PluginRegistry>, source: ConfigSource) -> Self {
+    pub fn with_jobs(jobs: Jobs) -> Self {
+        Self::build(
+            ApiLimits::default(),
+            default_plugins(),
+            ConfigSource::default(),
+            jobs,
+        )
+    }
+
+    /// Must run inside a tokio runtime (the job engine starts).
+    fn build(
+        limits: ApiLimits,
+        plugins: Arc<PluginRegistry>,
+        source: ConfigSource,
+        jobs: Jobs,
+    ) -> Self {
         let dir = TempDir::new().unwrap();
-        let store = Arc::new(SledStore::open(dir.path()).unwrap());
+        let store = Arc::new(SledStore::open(&dir.path().join("db")).unwrap());
+        let exports_dir = dir.path().join("exports");
+        let handler = Arc::new(ExportHandler::new(
+            store.clone(),
+            plugins.clone(),
+            Arc::new(LocalDestination::new(&exports_dir)),
+            ExportConfig {
+                output_dir: exports_dir,
+                ..ExportConfig::for_data_dir(dir.path())
+            },
+        ));
+        let handlers: Vec<Arc<dyn JobHandler>> = if jobs.run {
+            vec![handler.clone()]
+        } else {
+            Vec::new()
+        };
+        let job_store: Arc<dyn JobStore> = store.clone();
+        let engine_config = EngineConfig {
+            poll: Duration::from_millis(50),
+            heartbeat: Duration::from_millis(200),
+            ..EngineConfig::default()
+        };
+        let engine = Engine::start(job_store.clone(), handlers, engine_config).unwrap();
+        let exports = Exports::new(
+            job_store,
+            engine,
+            handler,
+            jobs.max_concurrent,
+            jobs.retention,
+        );
         let state = AppState {
             store: store.clone(),
             base_url: BASE.into(),
             limits,
             plugins,
             config_source: Arc::new(source),
+            exports: exports.clone(),
         };
         Api {
             router: router(state),
             store,
-            _dir: dir,
+            exports,
+            dir,
         }
+    }
+
+    /// Where the export files of this server go.
+    pub fn exports_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("exports")
     }
 
     pub fn stats(&self) -> StoreStats {
         self.store.stats().unwrap()
+    }
+
+    /// A job as stored.
+    pub fn job(&self, id: &str) -> crate::jobs::JobRecord {
+        let id = crate::jobs::JobId::parse(id).unwrap();
+        JobStore::get(self.store.as_ref(), &id).unwrap().unwrap()
     }
 
     pub async fn send(
