@@ -30,6 +30,10 @@ pub enum ExportError {
     GroupNotFound(ResourceId),
     #[error("the group resolver cannot resolve Group/{id}")]
     GroupRefused { id: ResourceId, issues: Vec<Issue> },
+    /// `patient` names patients outside the export's population (strict
+    /// handling; lenient handling ignores them with a warning).
+    #[error("patient: {}", .0.join("; "))]
+    PatientsOutOfScope(Vec<String>),
     #[error("the _typeFilter '{filter}' is not supported")]
     FilterRefused { filter: String, issues: Vec<Issue> },
     #[error("the job's {what} cannot be read: {message}")]
@@ -66,6 +70,10 @@ impl ExportError {
             ExportError::Lost | ExportError::Stopped => JobFailure::Lost,
             ExportError::Job(e) => JobFailure::Failed(e),
             ExportError::Plugin(ref e) => failed(500, OperationOutcome::from(&**e)),
+            ExportError::PatientsOutOfScope(_) => failed(
+                400,
+                OperationOutcome::error(IssueType::Invalid, self.to_string()).at("patient"),
+            ),
             ExportError::GroupNotFound(_) => failed(
                 404,
                 OperationOutcome::error(IssueType::NotFound, self.to_string()),

@@ -171,16 +171,17 @@ fn listed(
         return Ok(Patients::All(patient));
     }
     let mut ids = Vec::new();
+    let mut outside = Vec::new();
     for id in sorted(request.patients.iter().cloned()) {
         if snapshot.live(patient, &id)?.is_some() {
             ids.push(id);
         } else {
-            warnings.push(warning(
-                IssueType::NotFound,
-                format!("patient Patient/{id} was ignored: it does not exist at the export's transaction time"),
+            outside.push(format!(
+                "Patient/{id} does not exist at the export's transaction time"
             ));
         }
     }
+    refuse_or_warn(request, outside, warnings)?;
     Ok(Patients::Listed(ids))
 }
 
@@ -225,17 +226,40 @@ fn group(
         return Ok(Patients::Listed(members));
     }
     let mut ids = Vec::new();
+    let mut outside = Vec::new();
     for patient in sorted(request.patients.iter().cloned()) {
         if members.binary_search(&patient).is_ok() {
             ids.push(patient);
         } else {
-            warnings.push(warning(
-                IssueType::NotFound,
-                format!("patient Patient/{patient} was ignored: it is not a member of Group/{id} at the export's transaction time"),
+            outside.push(format!(
+                "Patient/{patient} is not a member of Group/{id} at the export's transaction time"
             ));
         }
     }
+    refuse_or_warn(request, outside, warnings)?;
     Ok(Patients::Listed(ids))
+}
+
+/// A `patient` outside the population is an error (the IG's SHOULD), or
+/// under lenient handling a warning, the patient left out.
+fn refuse_or_warn(
+    request: &ExportRequest,
+    outside: Vec<String>,
+    warnings: &mut Vec<OperationOutcome>,
+) -> Result<(), ExportError> {
+    if outside.is_empty() {
+        return Ok(());
+    }
+    if !request.lenient {
+        return Err(ExportError::PatientsOutOfScope(outside));
+    }
+    for reason in outside {
+        warnings.push(warning(
+            IssueType::NotFound,
+            format!("patient {reason}: ignored"),
+        ));
+    }
+    Ok(())
 }
 
 fn sorted(ids: impl IntoIterator<Item = ResourceId>) -> Vec<ResourceId> {

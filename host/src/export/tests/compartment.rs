@@ -72,6 +72,13 @@ fn the_patient_parameter_narrows_to_those_compartments() {
     fixture(&env);
     let mut r = request(ExportLevel::Patient, env.now());
     r.patients = vec![id("p2"), id("nobody")];
+    // Strict: a patient that does not exist fails the export, naming it.
+    let (_, f) = failure(&env, &r);
+    let (status, outcome) = failed_status(&f);
+    assert_eq!(status, 400, "{outcome}");
+    assert!(outcome.contains("Patient/nobody"), "{outcome}");
+    // Lenient: it is left out with a warning.
+    r.lenient = true;
     let export = env.export(&r);
     // o3 is also p1's, but p1 is not exported: it goes out under p2.
     assert_eq!(
@@ -145,6 +152,14 @@ fn group_level_exports_the_members_compartments() {
     let mut narrowed = r.clone();
     narrowed.patients = vec![id("p1"), id("p3")];
     narrowed.types = vec![rt("Observation")];
+    let (_, f) = failure(&env, &narrowed);
+    let (status, outcome) = failed_status(&f);
+    assert_eq!(status, 400, "{outcome}");
+    assert!(
+        outcome.contains("Patient/p3 is not a member of Group/g"),
+        "{outcome}"
+    );
+    narrowed.lenient = true;
     let export = env.export(&narrowed);
     assert_eq!(export.refs(), ["Observation/o1", "Observation/o3"]);
     let warnings = export.warnings();
