@@ -33,8 +33,8 @@ use std::time::Instant as Clock;
 use hearth::dataset;
 use hearth::fhir::ResourceType;
 use hearth::fhir::resource::Resource;
+use hearth::store::Store;
 use hearth::store::sled::SledStore;
-use hearth::store::{CommitMode, Store, WriteOp};
 
 // The allocator the server binary uses, so the numbers are the server's.
 #[global_allocator]
@@ -283,35 +283,8 @@ fn child(data: &Path, store_dir: &Path, batch: usize) {
     // 1. Bulk write.
     let store = SledStore::open(store_dir).expect("open store");
     let t = Clock::now();
-    let mut resources = 0u64;
-    let mut input_bytes = 0u64;
-    let mut ops = Vec::with_capacity(batch);
-    let commit = |store: &SledStore, ops: Vec<WriteOp>| {
-        let n = ops.len();
-        let results = store.commit(ops, CommitMode::AllOrNothing).expect("commit");
-        assert_eq!(results.len(), n);
-        for r in results {
-            r.expect("create");
-        }
-    };
-    for item in dataset::read_dir_resources(data).expect("data set") {
-        let (_, line) = item.expect("read data set");
-        input_bytes += line.len() as u64 + 1;
-        let resource = Resource::from_slice(&line).expect("valid resource");
-        let id = resource.id.clone().expect("resource with id");
-        ops.push(WriteOp::Create { id, resource });
-        resources += 1;
-        if ops.len() == batch {
-            commit(
-                &store,
-                std::mem::replace(&mut ops, Vec::with_capacity(batch)),
-            );
-        }
-    }
-    if !ops.is_empty() {
-        commit(&store, ops);
-    }
-    store.flush().expect("flush");
+    let loaded = dataset::load(&store, data, batch).expect("bulk write");
+    let (resources, input_bytes) = (loaded.resources, loaded.bytes);
     let write_secs = t.elapsed().as_secs_f64();
     eprintln!(
         "  bulk write: {resources} resources in {write_secs:.2} s ({:.0} res/s)",

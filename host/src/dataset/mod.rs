@@ -1,10 +1,12 @@
 //! Synthetic data sets: reading NDJSON folders (plain or gzipped, one file per
 //! resource type as Bulk Data writes them) and [`scale`]-ing a set up by
-//! cloning its patients. Used by `hearth dataset scale`, the storage benchmark
+//! cloning its patients, and [`load`]-ing one into a store. Used by `hearth dataset scale`, the storage benchmark
 //! and the end-to-end tests.
 
+mod load;
 mod scale;
 
+pub use load::{LoadSummary, load};
 pub use scale::{SHARED_TYPES, ScaleSummary, clone_id, is_shared, scale};
 
 use std::fs::File;
@@ -43,6 +45,8 @@ pub enum DatasetError {
     Factor,
     #[error("the output folder {0} is the input folder")]
     SameFolder(PathBuf),
+    #[error("loading into the store: {0}")]
+    Load(String),
 }
 
 impl DatasetError {

@@ -1,0 +1,213 @@
+//! System `$export` throughput, kick-off to manifest, through the real server.
+//!
+//! ```text
+//! cargo bench -p hearth --bench export                 # factors 1 and 10
+//! cargo bench -p hearth --bench export -- --factor 1
+//! ```
+//!
+//! For each factor: generate the scaled Synthea set (`hearth::dataset::scale`),
+//! bulk-load it into a fresh data directory (`hearth::dataset::load`), start
+//! `hearth serve` on it (127.0.0.1, random port), then time over HTTP:
+//! 1. a system export of every type, kick-off to the 200 manifest;
+//! 2. `_type=Observation` unfiltered, and with a `_typeFilter` through the
+//!    default type-filter plugin (the same types, so the ratio isolates the
+//!    filter's cost).
+//!
+//! MB/s counts the bytes of the NDJSON files written; peak RSS is the server
+//! process's `VmHWM`, read from /proc before it is stopped. Loading is not
+//! timed and happens in this process, not the server's.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant as Clock};
+
+use hearth::dataset;
+use hearth::store::sled::SledStore;
+use serde_json::Value;
+
+const TARGET_MB_S: f64 = 250.0;
+const TARGET_RSS_MB: f64 = 300.0;
+const TARGET_FILTER_RATIO: f64 = 1.5;
+const SOURCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/synthea-100");
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(data_dir: &Path) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start hearth");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the listening line");
+        let base = line
+            .trim()
+            .strip_prefix("hearth: listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        Server { child, base }
+    }
+
+    fn peak_rss_mb(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(f64::NAN, |kib| kib / 1024.0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Run {
+    secs: f64,
+    resources: u64,
+    bytes: u64,
+}
+
+/// Kicks off `query` at system level, polls to completion, sums the files.
+fn export(
+    client: &reqwest::blocking::Client,
+    server: &Server,
+    export_dir: &Path,
+    query: &str,
+) -> Run {
+    let t = Clock::now();
+    let kickoff = client
+        .get(format!("{}/$export{query}", server.base))
+        .header("Accept", "application/fhir+json")
+        .header("Prefer", "respond-async")
+        .send()
+        .expect("kick-off");
+    assert_eq!(kickoff.status().as_u16(), 202, "{:?}", kickoff.text());
+    let status_url = kickoff.headers()["content-location"]
+        .to_str()
+        .expect("url")
+        .to_owned();
+    let mut wait = Duration::from_millis(10);
+    let manifest: Value = loop {
+        let poll = client.get(&status_url).send().expect("poll");
+        match poll.status().as_u16() {
+            200 => break poll.json().expect("manifest"),
+            202 => {
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(Duration::from_millis(200));
+            }
+            other => panic!("export failed with {other}: {:?}", poll.text()),
+        }
+    };
+    let secs = t.elapsed().as_secs_f64();
+    let job = status_url.rsplit('/').next().unwrap_or_default();
+    let output = manifest["output"].as_array().cloned().unwrap_or_default();
+    let resources = output.iter().filter_map(|o| o["count"].as_u64()).sum();
+    let bytes = dir_bytes(&export_dir.join(job));
+    let _ = client.delete(&status_url).send();
+    Run {
+        secs,
+        resources,
+        bytes,
+    }
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn factors() -> Vec<u32> {
+    let args: Vec<String> = std::env::args().collect();
+    let given: Vec<u32> = args
+        .windows(2)
+        .filter(|w| w[0] == "--factor")
+        .flat_map(|w| {
+            w[1].split(',')
+                .map(|f| f.trim().parse().expect("--factor takes numbers"))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    if given.is_empty() { vec![1, 10] } else { given }
+}
+
+fn main() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let client = reqwest::blocking::Client::new();
+    let mut rows = Vec::new();
+    for factor in factors() {
+        let data = tmp.path().join(format!("data-x{factor}"));
+        let store_dir: PathBuf = tmp.path().join(format!("store-x{factor}"));
+        dataset::scale(Path::new(SOURCE), factor, &data).expect("generate");
+        {
+            let store = SledStore::open(&store_dir).expect("open store");
+            dataset::load(&store, &data, 1000).expect("load");
+        }
+        let _ = std::fs::remove_dir_all(&data);
+        let server = Server::start(&store_dir);
+        let export_dir = store_dir.join("exports");
+        let all = export(&client, &server, &export_dir, "");
+        let plain = export(&client, &server, &export_dir, "?_type=Observation");
+        let filtered = export(
+            &client,
+            &server,
+            &export_dir,
+            "?_type=Observation&_typeFilter=Observation%3Fstatus%3Dfinal%26category%3Dvital-signs",
+        );
+        let rss = server.peak_rss_mb();
+        eprintln!(
+            "x{factor}: {} resources, {:.1} MB in {:.2} s",
+            all.resources,
+            all.bytes as f64 / 1e6,
+            all.secs
+        );
+        rows.push((factor, all, plain, filtered, rss));
+    }
+    println!(
+        "\n`cargo bench -p hearth --bench export` (system level, kick-off to manifest, real server over 127.0.0.1)\n"
+    );
+    println!(
+        "| scale | resources | MB written | seconds | resources/s | MB/s | Observation s | Observation + `_typeFilter` s | filter ratio | server peak RSS MB |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (factor, all, plain, filtered, rss) in &rows {
+        let mb = all.bytes as f64 / 1e6;
+        println!(
+            "| ×{factor} | {} | {mb:.1} | {:.2} | {:.0} | {:.1} | {:.2} | {:.2} ({} of {} kept) | {:.2}× | {rss:.0} |",
+            all.resources,
+            all.secs,
+            all.resources as f64 / all.secs,
+            mb / all.secs,
+            plain.secs,
+            filtered.secs,
+            filtered.resources,
+            plain.resources,
+            filtered.secs / plain.secs,
+        );
+    }
+    println!(
+        "\nTargets: ≥ {TARGET_MB_S} MB/s; peak RSS < {TARGET_RSS_MB} MB and not growing with data size; filtered within {TARGET_FILTER_RATIO}× of unfiltered."
+    );
+}
