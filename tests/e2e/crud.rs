@@ -259,9 +259,9 @@ async fn metadata_healthz_and_encoded_paths() {
     let read = srv.get("/Patient/p%2D1%2Ex").await.ok(200).json();
     assert_eq!(without_server_meta(&read), body);
 
-    // `%24` routes like `$`: `/Patient/%24export` names an operation (not
-    // implemented yet), never a Patient with the id `$export` or `%24export`:
-    // a 400/404 OperationOutcome, the same answer as for the `$` spelling.
+    // `%24` routes like `$`: `/Patient/%24export` names the operation, never
+    // a Patient with the id `$export` or `%24export` (here a 400 for the
+    // missing async headers), the same answer as for the `$` spelling.
     for (encoded, plain) in [
         ("/Patient/%24export", "/Patient/$export"),
         ("/Patient/p-1.x/%24everything", "/Patient/p-1.x/$everything"),
@@ -280,9 +280,9 @@ async fn metadata_healthz_and_encoded_paths() {
         assert_eq!(oo["issue"][0]["code"], "not-supported", "{path}: {oo}");
         assert!(oo.to_string().contains("$everything"), "{path}: {oo}");
     }
-    // A PUT to such a path writes nothing either.
+    // A PUT to such a path writes nothing either: the operation takes GET/POST.
     let export = json!({"resourceType": "Patient", "id": "$export"});
-    srv.put("/Patient/%24export", &export).await.outcome(400);
+    srv.put("/Patient/%24export", &export).await.outcome(405);
     // And the store holds nothing under such ids.
     let all = srv.all_pages("/_history").await;
     assert_eq!(

@@ -8,5 +8,8 @@ mod support;
 mod crash;
 mod crud;
 mod errors;
+mod export;
+mod export_crash;
+mod export_synthea;
 mod synthea;
 mod transaction;

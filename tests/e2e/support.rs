@@ -1,10 +1,12 @@
 //! Shared helpers: start/stop the real `hearth` binary, HTTP requests with
-//! FHIR JSON, reading the synthea data set. Every test uses these; nothing
-//! here is duplicated in the test files.
+//! FHIR JSON, reading and loading the synthea data set, the independent
+//! Patient-compartment oracle, and the `$export` client (kick-off, status
+//! polling, manifest checks, downloads). Every test uses these; nothing here
+//! is duplicated in the test files.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
@@ -40,9 +42,16 @@ impl Sandbox {
     /// Starts `hearth serve` on 127.0.0.1 (free port) over this sandbox's
     /// data dir, with `extra` flags, and waits for its ready line on stdout.
     pub async fn start(&mut self, extra: &[&str]) -> Server {
+        self.start_env(extra, &[]).await
+    }
+
+    /// Like [`Sandbox::start`], with these `HEARTH_*` environment variables
+    /// (for settings that have no flag); no other `HEARTH_*` variable of the
+    /// test's own environment reaches the server.
+    pub async fn start_env(&mut self, extra: &[&str], env: &[(&str, &str)]) -> Server {
         self.starts += 1;
         let log = self.tmp.path().join(format!("server-{}.log", self.starts));
-        Server::start(&self.data_dir(), &log, extra).await
+        Server::start(&self.data_dir(), &log, extra, env).await
     }
 }
 
@@ -72,7 +81,7 @@ pub struct Http {
 }
 
 impl Server {
-    async fn start(data_dir: &Path, log: &Path, extra: &[&str]) -> Server {
+    async fn start(data_dir: &Path, log: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let stderr = File::create(log).expect("create server log");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_hearth"));
         cmd.arg("serve")
@@ -84,11 +93,15 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr));
-        // The configuration must come from the flags alone.
+        // The configuration must come from the flags (and `env`) alone.
         for (k, _) in std::env::vars_os() {
             if k.to_string_lossy().starts_with("HEARTH_") {
                 cmd.env_remove(k);
             }
+        }
+        for (k, v) in env {
+            assert!(k.starts_with("HEARTH_"), "not a hearth setting: {k}");
+            cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("spawn hearth");
         let pid = child.id() as i32;
@@ -367,29 +380,36 @@ impl Resp {
     /// fatal. Returns the OperationOutcome.
     #[track_caller]
     pub fn outcome(&self, status: u16) -> Value {
-        assert_eq!(self.status, status, "{}", self.describe());
+        if let Some(problem) = self.outcome_problem(status) {
+            panic!("{problem}");
+        }
+        self.json()
+    }
+
+    /// What keeps this from being the error response [`Resp::outcome`]
+    /// asserts, if anything.
+    pub fn outcome_problem(&self, status: u16) -> Option<String> {
+        if self.status != status {
+            return Some(format!("expected {status}: {}", self.describe()));
+        }
         let ct = self.header("content-type").unwrap_or_default();
-        assert!(
-            ct.starts_with(FHIR_JSON),
-            "content type {ct:?}: {}",
-            self.describe()
-        );
-        let oo = self.json();
-        assert_eq!(
-            oo["resourceType"],
-            "OperationOutcome",
-            "{}",
-            self.describe()
-        );
+        if !ct.starts_with(FHIR_JSON) {
+            return Some(format!("content type {ct:?}: {}", self.describe()));
+        }
+        let Ok(oo) = serde_json::from_slice::<Value>(&self.body) else {
+            return Some(format!("not JSON: {}", self.describe()));
+        };
+        if oo["resourceType"] != "OperationOutcome" {
+            return Some(format!("not an OperationOutcome: {}", self.describe()));
+        }
         let issues = oo["issue"].as_array().cloned().unwrap_or_default();
-        assert!(
-            issues
-                .iter()
-                .any(|i| matches!(i["severity"].as_str(), Some("error" | "fatal"))),
-            "no error issue: {}",
-            self.describe()
-        );
-        oo
+        if !issues
+            .iter()
+            .any(|i| matches!(i["severity"].as_str(), Some("error" | "fatal")))
+        {
+            return Some(format!("no error issue: {}", self.describe()));
+        }
+        None
     }
 }
 
@@ -520,4 +540,583 @@ pub fn collect_versions(iter: hearth::store::VersionIter) -> Vec<hearth::store::
 /// The instant that sees every acknowledged commit.
 pub fn latest(store: &dyn hearth::store::Store) -> hearth::fhir::Instant {
     store.now().expect("store clock")
+}
+
+/// `Type/id` of a resource.
+#[track_caller]
+pub fn key_of(resource: &Value) -> String {
+    format!(
+        "{}/{}",
+        resource["resourceType"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no resourceType: {resource}")),
+        resource["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no id: {resource}"))
+    )
+}
+
+/// gunzips a whole body.
+#[track_caller]
+pub fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .expect("valid gzip");
+    out
+}
+
+impl Http {
+    /// Writes `data` through transaction Bundles of `per_bundle` entries
+    /// `PUT Type/id` (ids kept), asserting that every entry created its
+    /// resource (201). Returns the `lastModified` of the last commit.
+    pub async fn load_transactions(&self, data: &[(String, Value)], per_bundle: usize) -> String {
+        let mut last = String::new();
+        for chunk in data.chunks(per_bundle) {
+            let entries: Vec<Value> = chunk
+                .iter()
+                .map(|(rtype, r)| {
+                    let url = format!("{rtype}/{}", r["id"].as_str().expect("id"));
+                    serde_json::json!({"resource": r, "request": {"method": "PUT", "url": url}})
+                })
+                .collect();
+            let n = entries.len();
+            let bundle = serde_json::json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
+            let resp = self
+                .send(
+                    Method::POST,
+                    "/",
+                    Some(&bundle),
+                    &[("prefer", "return=minimal")],
+                )
+                .await
+                .ok(200)
+                .json();
+            let out = resp["entry"]
+                .as_array()
+                .expect("transaction-response entries");
+            assert_eq!(out.len(), n);
+            for e in out {
+                assert!(
+                    e["response"]["status"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .starts_with("201"),
+                    "{e}"
+                );
+                last = e["response"]["lastModified"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("no lastModified: {e}"))
+                    .to_owned();
+            }
+        }
+        last
+    }
+
+    /// The path (and query) of `url` on this server: status and file URLs
+    /// handed out by an earlier process on the same data dir name another
+    /// port.
+    #[track_caller]
+    pub fn local(&self, url: &str) -> String {
+        let rest = url
+            .strip_prefix("http://127.0.0.1:")
+            .unwrap_or_else(|| panic!("not a loopback URL: {url}"));
+        let slash = rest.find('/').unwrap_or(rest.len());
+        self.url(&rest[slash..])
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The independent Patient-compartment oracle (from the NDJSON alone).
+
+/// Where synthea-100 puts `Patient/...` references, per type, as dotted
+/// element paths (array levels are transparent). `contained.*` paths of
+/// ExplanationOfBenefit always name the same patient as its `patient`.
+///
+/// For every type here except Device, each path is named by the type's
+/// params in the R4 Patient CompartmentDefinition (`patient`, `subject`,
+/// `participant` → CareTeam.participant.member, ...). R4 lists Device with no
+/// params, so a Device is in no Patient compartment although `Device.patient`
+/// points at one. Hence, for this data set, "a resource of a type other than
+/// Device (or the Patient itself) is in the compartment of Patient/x iff any
+/// `reference` anywhere in it equals `Patient/x`" is the CompartmentDefinition's
+/// rule; [`check_reference_paths`] verifies the premise on the data.
+const PATIENT_REFERENCE_PATHS: &[(&str, &[&str])] = &[
+    ("AllergyIntolerance", &["patient"]),
+    ("CarePlan", &["subject"]),
+    ("CareTeam", &["subject", "participant.member"]),
+    ("Claim", &["patient"]),
+    ("Condition", &["subject"]),
+    ("Device", &["patient"]),
+    ("DiagnosticReport", &["subject"]),
+    ("Encounter", &["subject"]),
+    (
+        "ExplanationOfBenefit",
+        &["patient", "contained.subject", "contained.beneficiary"],
+    ),
+    ("ImagingStudy", &["subject"]),
+    ("Immunization", &["patient"]),
+    ("MedicationRequest", &["subject"]),
+    ("Observation", &["subject"]),
+    ("Procedure", &["subject"]),
+];
+
+/// `(dotted path, reference)` of every `reference` string in `value`.
+fn references(value: &Value, path: &mut Vec<String>, out: &mut Vec<(String, String)>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                match v {
+                    Value::String(s) if k == "reference" => out.push((path.join("."), s.clone())),
+                    _ => {
+                        path.push(k.clone());
+                        references(v, path, out);
+                        path.pop();
+                    }
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| references(v, path, out)),
+        _ => {}
+    }
+}
+
+fn patient_references(resource: &Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    references(resource, &mut Vec::new(), &mut out);
+    out.retain(|(_, r)| r.starts_with("Patient/"));
+    out
+}
+
+/// The premise of the oracle: Patient references only at the listed paths,
+/// and EOB's contained ones agree with `ExplanationOfBenefit.patient`.
+pub fn check_reference_paths(data: &[(String, Value)]) {
+    let allowed: HashMap<&str, &[&str]> = PATIENT_REFERENCE_PATHS.iter().copied().collect();
+    let mut devices_with_patient = 0;
+    for (rtype, r) in data {
+        for (path, reference) in patient_references(r) {
+            let ok = allowed
+                .get(rtype.as_str())
+                .is_some_and(|paths| paths.contains(&path.as_str()));
+            assert!(ok, "{rtype}/{} has a Patient reference at {path}", r["id"]);
+            if path.starts_with("contained.") {
+                assert_eq!(
+                    r["patient"]["reference"],
+                    reference.as_str(),
+                    "{rtype}/{}",
+                    r["id"]
+                );
+            }
+            if rtype == "Device" {
+                devices_with_patient += 1;
+            }
+        }
+    }
+    assert!(
+        devices_with_patient > 0,
+        "the data set was expected to have Devices pointing at patients"
+    );
+}
+
+/// The oracle: patient id → `Type/id` of every member of its compartment
+/// (the Patient itself included).
+pub fn expected_compartments(data: &[(String, Value)]) -> HashMap<String, BTreeSet<String>> {
+    let mut out: HashMap<String, BTreeSet<String>> = HashMap::new();
+    for (rtype, r) in data {
+        let key = format!("{rtype}/{}", r["id"].as_str().unwrap());
+        if rtype == "Patient" {
+            out.entry(r["id"].as_str().unwrap().to_owned())
+                .or_default()
+                .insert(key.clone());
+        }
+        if rtype == "Device" || rtype == "Patient" {
+            continue;
+        }
+        for (_, reference) in patient_references(r) {
+            let patient = reference.strip_prefix("Patient/").unwrap().to_owned();
+            out.entry(patient).or_default().insert(key.clone());
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// `$export` client.
+
+/// The kick-off headers the Bulk Data spec requires.
+pub const KICKOFF_HEADERS: &[(&str, &str)] = &[("accept", FHIR_JSON), ("prefer", "respond-async")];
+/// The same with lenient handling of unsupported parameters.
+pub const LENIENT_HEADERS: &[(&str, &str)] = &[
+    ("accept", FHIR_JSON),
+    ("prefer", "respond-async, handling=lenient"),
+];
+pub const NDJSON: &str = "application/fhir+ndjson";
+/// Environment settings of the export engine (no flags for them).
+pub const FILE_MAX_ENV: &str = "HEARTH_EXPORT__FILE_MAX_RESOURCES";
+pub const MAX_EXPORTS_ENV: &str = "HEARTH_JOBS__MAX_CONCURRENT_EXPORTS";
+
+const POLL_FIRST: Duration = Duration::from_millis(50);
+const POLL_CAP: Duration = Duration::from_secs(1);
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// One file of a manifest's `output`, `deleted` or `error` list, downloaded
+/// and parsed.
+#[derive(Debug)]
+pub struct ExportFile {
+    /// The entry's `type`.
+    pub rtype: String,
+    pub url: String,
+    pub bytes: Vec<u8>,
+    pub lines: Vec<Value>,
+}
+
+impl ExportFile {
+    /// The last segment of the URL.
+    pub fn name(&self) -> &str {
+        self.url.rsplit('/').next().unwrap_or_default()
+    }
+}
+
+impl Resp {
+    /// Asserts an accepted kick-off: 202 and an absolute `Content-Location`
+    /// `{base}/_operations/export/{id}`, which is returned.
+    #[track_caller]
+    pub fn accepted(&self, base: &str) -> String {
+        assert_eq!(self.status, 202, "{}", self.describe());
+        let loc = self
+            .header("content-location")
+            .unwrap_or_else(|| panic!("no Content-Location: {}", self.describe()));
+        let prefix = format!("{base}/_operations/export/");
+        let id = loc
+            .strip_prefix(&prefix)
+            .unwrap_or_else(|| panic!("Content-Location {loc:?} is not {prefix}{{id}}"));
+        assert!(
+            !id.is_empty() && !id.contains('/'),
+            "Content-Location {loc:?}"
+        );
+        loc
+    }
+
+    /// The body as text (for messages).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A FHIR `Parameters` resource of `(name, value[x] key, value)` triples.
+pub fn parameters(params: &[(&str, &str, Value)]) -> Value {
+    let parameter: Vec<Value> = params
+        .iter()
+        .map(|(name, kind, value)| serde_json::json!({"name": name, *kind: value}))
+        .collect();
+    serde_json::json!({"resourceType": "Parameters", "parameter": parameter})
+}
+
+/// `application/x-www-form-urlencoded`-style encoding of one query value
+/// (everything but unreserved characters escaped).
+pub fn enc(value: &str) -> String {
+    let mut out = String::new();
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl Http {
+    /// `GET path` (query included) with the kick-off headers.
+    pub async fn kickoff(&self, path: &str) -> Resp {
+        self.send(Method::GET, path, None, KICKOFF_HEADERS).await
+    }
+
+    /// `POST path` with a `Parameters` body and the kick-off headers.
+    pub async fn kickoff_post(&self, path: &str, params: &Value) -> Resp {
+        self.send(Method::POST, path, Some(params), KICKOFF_HEADERS)
+            .await
+    }
+
+    /// Polls a status URL until it answers anything but 202: first after 50
+    /// ms, then doubling up to 1 s, failing after 120 s. Every 202 must carry
+    /// `X-Progress` and a numeric `Retry-After`.
+    pub async fn poll_export(&self, status_url: &str) -> Resp {
+        let started = std::time::Instant::now();
+        let mut delay = POLL_FIRST;
+        let mut progress = Vec::new();
+        loop {
+            let resp = self.get(status_url).await;
+            if resp.status != 202 {
+                return resp;
+            }
+            let p = resp.header("x-progress").unwrap_or_else(|| {
+                panic!(
+                    "a 202 status answer without X-Progress: {}",
+                    resp.describe()
+                )
+            });
+            let retry = resp.header("retry-after").unwrap_or_else(|| {
+                panic!(
+                    "a 202 status answer without Retry-After: {}",
+                    resp.describe()
+                )
+            });
+            assert!(
+                retry.trim().parse::<u64>().is_ok(),
+                "Retry-After {retry:?} is not delay-seconds"
+            );
+            progress.push(p);
+            assert!(
+                started.elapsed() < EXPORT_TIMEOUT,
+                "{status_url} still running after {EXPORT_TIMEOUT:?}; last X-Progress {:?}; stderr:\n{}",
+                progress.last(),
+                self.log_text()
+            );
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(POLL_CAP);
+        }
+    }
+
+    /// Polls until done and checks the manifest: 200 with `Expires`,
+    /// `transactionTime` an instant, `request` the kick-off URL (when
+    /// given), `requiresAccessToken` false, `output`/`error` arrays of
+    /// `{type, url}` under this server, `deleted` absent or such an array.
+    pub async fn await_manifest(&self, status_url: &str, request: Option<&str>) -> Value {
+        let resp = self.poll_export(status_url).await.ok(200);
+        let expires = resp
+            .header("expires")
+            .unwrap_or_else(|| panic!("manifest without Expires: {}", resp.describe()));
+        let expires = time::PrimitiveDateTime::parse(
+            &expires,
+            time::macros::format_description!(
+                "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+            ),
+        )
+        .unwrap_or_else(|e| panic!("Expires {expires:?} is not an HTTP-date: {e}"))
+        .assume_utc();
+        assert!(
+            expires > time::OffsetDateTime::now_utc(),
+            "Expires {expires} is not in the future"
+        );
+        let ct = resp.header("content-type").unwrap_or_default();
+        assert!(ct.contains("json"), "manifest content type {ct:?}");
+        let m = resp.json();
+        let tt = m["transactionTime"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no transactionTime: {m}"));
+        hearth::fhir::Instant::parse(tt).unwrap_or_else(|e| panic!("transactionTime: {e}"));
+        assert!(m["request"].is_string(), "no request: {m}");
+        if let Some(request) = request {
+            assert_eq!(m["request"], request, "manifest request");
+        }
+        assert_eq!(m["requiresAccessToken"], false, "{m}");
+        for list in ["output", "error", "deleted"] {
+            if list == "deleted" && m.get("deleted").is_none() {
+                continue;
+            }
+            let entries = m[list]
+                .as_array()
+                .unwrap_or_else(|| panic!("manifest {list} is not an array: {m}"));
+            for e in entries {
+                assert!(e["type"].is_string(), "{list} entry without type: {e}");
+                let url = e["url"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{list} entry without url: {e}"));
+                assert!(
+                    url.starts_with(&format!("{}/", self.base)),
+                    "{list} url {url} is not an absolute URL of this server"
+                );
+                if list == "output" {
+                    assert!(e["count"].is_u64(), "output entry without count: {e}");
+                }
+            }
+        }
+        m
+    }
+
+    /// Kicks off with `GET path`, expects 202 and returns the status URL.
+    pub async fn start_export(&self, path: &str) -> String {
+        self.kickoff(path).await.accepted(&self.base)
+    }
+
+    /// `GET path` kick-off, then the checked manifest. Returns (status
+    /// URL, manifest).
+    pub async fn export(&self, path: &str) -> (String, Value) {
+        let status = self.start_export(path).await;
+        let manifest = self.await_manifest(&status, Some(&self.url(path))).await;
+        (status, manifest)
+    }
+
+    /// `POST path` kick-off with `params`, then the checked manifest.
+    pub async fn export_post(&self, path: &str, params: &Value) -> (String, Value) {
+        let status = self.kickoff_post(path, params).await.accepted(&self.base);
+        let manifest = self.await_manifest(&status, None).await;
+        (status, manifest)
+    }
+
+    /// `GET url` of an export file with `Accept: application/fhir+ndjson`
+    /// and `extra` headers.
+    pub async fn download(&self, url: &str, extra: &[(&str, &str)]) -> Resp {
+        let mut headers = vec![("accept", NDJSON)];
+        headers.extend_from_slice(extra);
+        self.send(Method::GET, url, None, &headers).await
+    }
+
+    /// Downloads every file of the manifest's `list` (`output`, `deleted`
+    /// or `error`; absent = none) and checks each: 200,
+    /// `application/fhir+ndjson`, every line a JSON object of the entry's
+    /// type, as many lines as its `count`.
+    pub async fn files(&self, manifest: &Value, list: &str) -> Vec<ExportFile> {
+        let mut out = Vec::new();
+        for e in manifest[list].as_array().into_iter().flatten() {
+            let rtype = e["type"].as_str().unwrap().to_owned();
+            let url = e["url"].as_str().unwrap().to_owned();
+            let resp = self.download(&url, &[]).await.ok(200);
+            let ct = resp.header("content-type").unwrap_or_default();
+            assert!(ct.starts_with(NDJSON), "{url}: content type {ct:?}");
+            let lines = parse_ndjson(&resp.body, &url);
+            for line in &lines {
+                assert_eq!(
+                    line["resourceType"],
+                    rtype.as_str(),
+                    "{url}: a line of another type"
+                );
+            }
+            let count = e["count"].as_u64();
+            if let Some(count) = count {
+                assert_eq!(lines.len() as u64, count, "{url}: lines vs manifest count");
+            }
+            out.push(ExportFile {
+                rtype,
+                url,
+                bytes: resp.body,
+                lines,
+            });
+        }
+        out
+    }
+
+    /// Writes an HTTP/1.1 request by hand (`head` without the Host and
+    /// Connection lines and without the blank line) and returns the status
+    /// and the raw response text: for requests reqwest cannot make, such
+    /// as one without any `Accept` header.
+    pub async fn raw_request(&self, head: &str) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let host = self.base.strip_prefix("http://").unwrap();
+        let mut stream = tokio::net::TcpStream::connect(host).await.expect("connect");
+        let text = format!(
+            "{}\r\nHost: {host}\r\nConnection: close\r\n\r\n",
+            head.trim_end()
+        );
+        stream.write_all(text.as_bytes()).await.expect("write");
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut answer))
+            .await
+            .expect("answer within 60 s")
+            .expect("read");
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        let status = answer
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("not an HTTP answer: {answer}"));
+        (status, answer)
+    }
+}
+
+/// Every line of an NDJSON body, each a JSON object; the body must end with
+/// a newline (no half-written last line) and have no blank lines.
+#[track_caller]
+pub fn parse_ndjson(body: &[u8], what: &str) -> Vec<Value> {
+    if body.is_empty() {
+        return Vec::new();
+    }
+    assert_eq!(
+        body.last(),
+        Some(&b'\n'),
+        "{what}: the last line is not terminated"
+    );
+    body[..body.len() - 1]
+        .split(|b| *b == b'\n')
+        .enumerate()
+        .map(|(i, line)| {
+            let v: Value = serde_json::from_slice(line).unwrap_or_else(|e| {
+                panic!(
+                    "{what}: line {} is not JSON ({e}): {}",
+                    i + 1,
+                    String::from_utf8_lossy(&line[..line.len().min(300)])
+                )
+            });
+            assert!(v.is_object(), "{what}: line {} is not an object", i + 1);
+            v
+        })
+        .collect()
+}
+
+/// The lines of `files` by `Type/id`, failing on any repeated resource.
+#[track_caller]
+pub fn by_key(files: &[ExportFile]) -> BTreeMap<String, &Value> {
+    let mut out = BTreeMap::new();
+    for f in files {
+        for line in &f.lines {
+            let key = key_of(line);
+            assert!(
+                out.insert(key.clone(), line).is_none(),
+                "{key} exported twice (again in {})",
+                f.url
+            );
+        }
+    }
+    out
+}
+
+/// Lines per type over `files`.
+pub fn count_by_type(files: &[ExportFile]) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for f in files {
+        *out.entry(f.rtype.clone()).or_default() += f.lines.len() as u64;
+    }
+    out
+}
+
+/// The `Type/id` of every DELETE entry of the transaction Bundles in a
+/// manifest's `deleted` files (each must be a `transaction` Bundle of
+/// entries `request: {method: DELETE, url: Type/id}`), failing on repeats.
+#[track_caller]
+pub fn deleted_keys(files: &[ExportFile]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for f in files {
+        assert_eq!(f.rtype, "Bundle", "{}: deleted files hold Bundles", f.url);
+        for bundle in &f.lines {
+            assert_eq!(bundle["type"], "transaction", "{}: {bundle}", f.url);
+            for e in bundle["entry"].as_array().into_iter().flatten() {
+                assert_eq!(e["request"]["method"], "DELETE", "{}: {e}", f.url);
+                let url = e["request"]["url"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("no request.url: {e}"));
+                let mut parts = url.split('/');
+                let ok = matches!((parts.next(), parts.next(), parts.next()), (Some(t), Some(id), None) if !t.is_empty() && !id.is_empty());
+                assert!(ok, "request.url {url:?} is not Type/id");
+                assert!(out.insert(url.to_owned()), "{url} listed as deleted twice");
+            }
+        }
+    }
+    out
+}
+
+/// The issues of the OperationOutcome lines in a manifest's `error` files.
+pub fn outcome_issues(files: &[ExportFile]) -> Vec<Value> {
+    let mut out = Vec::new();
+    for f in files {
+        for line in &f.lines {
+            assert_eq!(
+                line["resourceType"], "OperationOutcome",
+                "{}: {line}",
+                f.url
+            );
+            out.extend(line["issue"].as_array().cloned().unwrap_or_default());
+        }
+    }
+    out
 }

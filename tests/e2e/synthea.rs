@@ -1,132 +1,21 @@
 //! Loads all of synthea-100 through transaction Bundles, reads every resource
 //! back, counts per type, then checks Patient compartments in the store.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant as Clock;
 
 use hearth::fhir::{ResourceId, ResourceType};
 use hearth::store::Store;
-use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
 use crate::support::{
-    Sandbox, collect_versions, count_lines_gz, history_key, latest, open_store, read_dataset,
-    synthea_dir, without_server_meta,
+    Sandbox, check_reference_paths, collect_versions, count_lines_gz, expected_compartments,
+    history_key, latest, open_store, read_dataset, synthea_dir, without_server_meta,
 };
 
 const ENTRIES_PER_BUNDLE: usize = 500;
 const READERS: usize = 4;
-
-/// Where synthea-100 puts `Patient/...` references, per type, as dotted
-/// element paths (array levels are transparent). `contained.*` paths of
-/// ExplanationOfBenefit always name the same patient as its `patient`.
-///
-/// For every type here except Device, each path is named by the type's
-/// params in the R4 Patient CompartmentDefinition (`patient`, `subject`,
-/// `participant` → CareTeam.participant.member, ...). R4 lists Device with no
-/// params, so a Device is in no Patient compartment although `Device.patient`
-/// points at one. Hence, for this data set, "a resource of a type other than
-/// Device (or the Patient itself) is in the compartment of Patient/x iff any
-/// `reference` anywhere in it equals `Patient/x`" is the CompartmentDefinition's
-/// rule; [`check_reference_paths`] verifies the premise on the data.
-const PATIENT_REFERENCE_PATHS: &[(&str, &[&str])] = &[
-    ("AllergyIntolerance", &["patient"]),
-    ("CarePlan", &["subject"]),
-    ("CareTeam", &["subject", "participant.member"]),
-    ("Claim", &["patient"]),
-    ("Condition", &["subject"]),
-    ("Device", &["patient"]),
-    ("DiagnosticReport", &["subject"]),
-    ("Encounter", &["subject"]),
-    (
-        "ExplanationOfBenefit",
-        &["patient", "contained.subject", "contained.beneficiary"],
-    ),
-    ("ImagingStudy", &["subject"]),
-    ("Immunization", &["patient"]),
-    ("MedicationRequest", &["subject"]),
-    ("Observation", &["subject"]),
-    ("Procedure", &["subject"]),
-];
-
-/// `(dotted path, reference)` of every `reference` string in `value`.
-fn references(value: &Value, path: &mut Vec<String>, out: &mut Vec<(String, String)>) {
-    match value {
-        Value::Object(map) => {
-            for (k, v) in map {
-                match v {
-                    Value::String(s) if k == "reference" => out.push((path.join("."), s.clone())),
-                    _ => {
-                        path.push(k.clone());
-                        references(v, path, out);
-                        path.pop();
-                    }
-                }
-            }
-        }
-        Value::Array(items) => items.iter().for_each(|v| references(v, path, out)),
-        _ => {}
-    }
-}
-
-fn patient_references(resource: &Value) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    references(resource, &mut Vec::new(), &mut out);
-    out.retain(|(_, r)| r.starts_with("Patient/"));
-    out
-}
-
-/// The premise of the oracle: Patient references only at the listed paths,
-/// and EOB's contained ones agree with `ExplanationOfBenefit.patient`.
-fn check_reference_paths(data: &[(String, Value)]) {
-    let allowed: HashMap<&str, &[&str]> = PATIENT_REFERENCE_PATHS.iter().copied().collect();
-    let mut devices_with_patient = 0;
-    for (rtype, r) in data {
-        for (path, reference) in patient_references(r) {
-            let ok = allowed
-                .get(rtype.as_str())
-                .is_some_and(|paths| paths.contains(&path.as_str()));
-            assert!(ok, "{rtype}/{} has a Patient reference at {path}", r["id"]);
-            if path.starts_with("contained.") {
-                assert_eq!(
-                    r["patient"]["reference"],
-                    reference.as_str(),
-                    "{rtype}/{}",
-                    r["id"]
-                );
-            }
-            if rtype == "Device" {
-                devices_with_patient += 1;
-            }
-        }
-    }
-    assert!(
-        devices_with_patient > 0,
-        "the data set was expected to have Devices pointing at patients"
-    );
-}
-
-/// The oracle: patient id → `Type/id` of every member of its compartment.
-fn expected_compartments(data: &[(String, Value)]) -> HashMap<String, BTreeSet<String>> {
-    let mut out: HashMap<String, BTreeSet<String>> = HashMap::new();
-    for (rtype, r) in data {
-        let key = format!("{rtype}/{}", r["id"].as_str().unwrap());
-        if rtype == "Patient" {
-            out.entry(r["id"].as_str().unwrap().to_owned())
-                .or_default()
-                .insert(key.clone());
-        }
-        if rtype == "Device" || rtype == "Patient" {
-            continue;
-        }
-        for (_, reference) in patient_references(r) {
-            let patient = reference.strip_prefix("Patient/").unwrap().to_owned();
-            out.entry(patient).or_default().insert(key.clone());
-        }
-    }
-    out
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_read_back_count_and_compartments() {
@@ -145,31 +34,7 @@ async fn load_read_back_count_and_compartments() {
     let srv = sandbox.start(&[]).await;
 
     // Load: transactions of PUT Type/id (ids kept).
-    for chunk in data.chunks(ENTRIES_PER_BUNDLE) {
-        let entries: Vec<Value> = chunk
-            .iter()
-            .map(|(rtype, r)| {
-                let url = format!("{rtype}/{}", r["id"].as_str().expect("id"));
-                json!({"resource": r, "request": {"method": "PUT", "url": url}})
-            })
-            .collect();
-        let n = entries.len();
-        let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
-        let resp = srv.post("/", &bundle).await.ok(200).json();
-        let out = resp["entry"]
-            .as_array()
-            .expect("transaction-response entries");
-        assert_eq!(out.len(), n);
-        for e in out {
-            assert!(
-                e["response"]["status"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .starts_with("201"),
-                "{e}"
-            );
-        }
-    }
+    srv.load_transactions(&data, ENTRIES_PER_BUNDLE).await;
     eprintln!(
         "synthea: loaded in {:.1} s",
         started.elapsed().as_secs_f64()
