@@ -11,5 +11,6 @@ mod errors;
 mod export;
 mod export_crash;
 mod export_synthea;
+mod plugins;
 mod synthea;
 mod transaction;
