@@ -18,6 +18,7 @@ test: prerequisites
 
 bench: prerequisites
 	cargo bench -p hearth --bench store
+	cargo bench -p hearth --bench export
 	cargo bench -p hearth --bench plugins
 
 prerequisites:
