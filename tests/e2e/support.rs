@@ -219,9 +219,9 @@ impl Http {
         body: Option<&Value>,
         headers: &[(&str, &str)],
     ) -> Resp {
-        let bytes = body.map(|b| serde_json::to_vec(b).expect("serialise body"));
-        self.send_raw(method, path, bytes, Some(FHIR_JSON), headers)
+        self.try_send(method.clone(), path, body, headers)
             .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}; server stderr:\n{}", self.log_text()))
     }
 
     /// Sends raw bytes with the given content type (none if `None`).

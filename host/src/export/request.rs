@@ -99,20 +99,10 @@ mod tests {
     use super::*;
 
     fn request(time: &str, until_given: bool) -> ExportRequest {
+        let at = Instant::parse(time).unwrap();
         ExportRequest {
-            level: ExportLevel::System,
-            request_url: "http://h/$export".into(),
-            transaction_time: Instant::parse(time).unwrap(),
-            since: None,
             until_given,
-            types: Vec::new(),
-            type_filters: Vec::new(),
-            elements: Vec::new(),
-            patients: Vec::new(),
-            associated: Associated::default(),
-            container: None,
-            lenient: false,
-            warnings: Vec::new(),
+            ..crate::export::tests::request(ExportLevel::System, at)
         }
     }
 
