@@ -8,6 +8,7 @@ pub mod dataset;
 pub mod destinations;
 pub mod export;
 pub mod fhir;
+pub mod import;
 pub mod jobs;
 pub mod plugins;
 pub mod server;
