@@ -78,14 +78,6 @@ pub async fn read(
     response::read(version)
 }
 
-/// `GET /{type}`: search is not offered yet; the type is still checked so a
-/// misspelt type or an operation name gets its own precise answer.
-pub async fn search(TypePath(rtype): TypePath) -> ApiError {
-    ApiError::NotSupported(format!(
-        "search ({rtype}?...) is not supported yet; read resources by id or use _history"
-    ))
-}
-
 /// `GET /{type}/{id}/_history/{vid}`
 pub async fn vread(
     State(state): State<AppState>,

@@ -137,6 +137,7 @@ fn entry<'a>(base: &str, version: &'a StoredVersion) -> Result<wire::Entry<'a>, 
         resource,
         request: Some(wire::Request { method, url }),
         response: Some(wire::Response::of_version(status, version)),
+        ..wire::Entry::default()
     })
 }
 

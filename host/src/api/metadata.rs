@@ -36,7 +36,7 @@ pub const OPERATIONS: &[Operation] = &[
 
 const BULK_DATA: &str = "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data";
 
-const INSTANCE_INTERACTIONS: [&str; 7] = [
+const INSTANCE_INTERACTIONS: [&str; 8] = [
     "read",
     "vread",
     "update",
@@ -44,6 +44,7 @@ const INSTANCE_INTERACTIONS: [&str; 7] = [
     "create",
     "history-instance",
     "history-type",
+    "search-type",
 ];
 
 const SYSTEM_INTERACTIONS: [&str; 3] = ["transaction", "batch", "history-system"];

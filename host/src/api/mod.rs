@@ -6,7 +6,8 @@
 //! | GET    | `/metadata`                      | capabilities                      |
 //! | GET    | `/healthz`                       | health check (not FHIR)           |
 //! | GET    | `/_history`                      | history-system                    |
-//! | GET    | `/{type}`                        | search: 400 not-supported for now |
+//! | GET    | `/{type}`                        | search-type                       |
+//! | POST   | `/{type}/_search`                | search-type (form body)           |
 //! | POST   | `/{type}`                        | create                            |
 //! | GET    | `/{type}/_history`               | history-type                      |
 //! | GET    | `/{type}/{id}`                   | read                              |
@@ -46,6 +47,7 @@ mod metadata;
 mod ops;
 mod params;
 mod response;
+mod search;
 #[cfg(test)]
 mod tests;
 
@@ -106,7 +108,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/healthz", get(health::handle))
         .route("/_history", get(history::system))
-        .route("/{type}", get(crud::search).post(crud::create))
+        .route("/{type}", get(search::get).post(crud::create))
+        .route("/{type}/_search", post(search::post))
         .route("/{type}/_history", get(history::of_type))
         .route(
             "/{type}/{id}",

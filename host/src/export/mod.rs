@@ -19,7 +19,7 @@
 
 mod checkpoint;
 mod deleted;
-mod elements;
+pub mod elements;
 mod error;
 mod files;
 mod filter;

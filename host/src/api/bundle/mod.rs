@@ -97,8 +97,8 @@ fn read_entry<'a>(base: &str, version: &'a StoredVersion) -> Result<wire::Entry<
     Ok(wire::Entry {
         full_url: Some(wire::full_url(base, version)),
         resource: Some(wire::raw(version)?),
-        request: None,
         response: Some(wire::Response::of_version(StatusCode::OK, version)),
+        ..wire::Entry::default()
     })
 }
 
@@ -136,7 +136,7 @@ fn written_entry<'a>(
     Ok(wire::Entry {
         full_url: Some(wire::full_url(base, version)),
         resource,
-        request: None,
         response: Some(response),
+        ..wire::Entry::default()
     })
 }

@@ -19,6 +19,8 @@ pub struct Bundle<'a> {
     resource_type: &'static str,
     #[serde(rename = "type")]
     kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total: Option<u64>,
     // FHIR JSON forbids empty arrays.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     link: Vec<Link>,
@@ -31,9 +33,15 @@ impl<'a> Bundle<'a> {
         Bundle {
             resource_type: "Bundle",
             kind,
+            total: None,
             link,
             entry,
         }
+    }
+
+    /// `Bundle.total` (searchsets only).
+    pub fn with_total(self, total: Option<u64>) -> Self {
+        Bundle { total, ..self }
     }
 
     pub fn to_vec(&self) -> Result<Vec<u8>, ApiError> {
@@ -55,9 +63,17 @@ pub struct Entry<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resource: Option<&'a RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub search: Option<Search>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub request: Option<Request>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response: Option<Response>,
+}
+
+/// `Bundle.entry.search`
+#[derive(Serialize)]
+pub struct Search {
+    pub mode: &'static str,
 }
 
 #[derive(Serialize)]

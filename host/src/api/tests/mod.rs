@@ -8,6 +8,7 @@ mod export;
 mod history;
 mod metadata;
 mod plugins;
+mod search;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
