@@ -13,13 +13,14 @@ serve: prerequisites
 # wasm32-wasip2/ there, these under release/).
 # The end-to-end tests run last so that the run closes on their summary.
 test: prerequisites
-	cargo test --release --manifest-path plugins/Cargo.toml -p type-filter-core --target-dir target/wasm
+	cargo test --release --manifest-path plugins/Cargo.toml -p fhir-search -p import-validator-core --target-dir target/wasm
 	cargo test --release --workspace
 
 bench: prerequisites
 	cargo bench -p hearth --bench store
 	cargo bench -p hearth --bench export
 	cargo bench -p hearth --bench plugins
+	cargo bench -p hearth --bench import
 
 prerequisites:
 	@command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)"; exit 1; }

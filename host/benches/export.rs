@@ -11,7 +11,9 @@
 //! 1. a system export of every type, kick-off to the 200 manifest;
 //! 2. `_type=Observation` unfiltered, and with a `_typeFilter` through the
 //!    default type-filter plugin (the same types, so the ratio isolates the
-//!    filter's cost).
+//!    filter's cost);
+//! 3. `Group/{id}/$export` of a Group of every tenth Patient (10%, PUT over
+//!    HTTP), against the system export's time.
 //!
 //! MB/s counts the bytes of the NDJSON files written; peak RSS is the server
 //! process's `VmHWM`, read from /proc before it is stopped. Loading is not
@@ -29,6 +31,7 @@ use serde_json::Value;
 const TARGET_MB_S: f64 = 250.0;
 const TARGET_RSS_MB: f64 = 300.0;
 const TARGET_FILTER_RATIO: f64 = 1.5;
+const TARGET_GROUP_RATIO: f64 = 0.15;
 const SOURCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/synthea-100");
 
 struct Server {
@@ -83,16 +86,17 @@ struct Run {
     bytes: u64,
 }
 
-/// Kicks off `query` at system level, polls to completion, sums the files.
+/// Kicks off `path` (`/$export?...`, `/Group/{id}/$export`), polls to
+/// completion, sums the files.
 fn export(
     client: &reqwest::blocking::Client,
     server: &Server,
     export_dir: &Path,
-    query: &str,
+    path: &str,
 ) -> Run {
     let t = Clock::now();
     let kickoff = client
-        .get(format!("{}/$export{query}", server.base))
+        .get(format!("{}{path}", server.base))
         .header("Accept", "application/fhir+json")
         .header("Prefer", "respond-async")
         .send()
@@ -161,6 +165,7 @@ fn main() {
         let data = tmp.path().join(format!("data-x{factor}"));
         let store_dir: PathBuf = tmp.path().join(format!("store-x{factor}"));
         dataset::scale(Path::new(SOURCE), factor, &data).expect("generate");
+        let group = tenth_of_the_patients(&data);
         {
             let store = SledStore::open(&store_dir).expect("open store");
             dataset::load(&store, &data, 1000).expect("load");
@@ -168,14 +173,23 @@ fn main() {
         let _ = std::fs::remove_dir_all(&data);
         let server = Server::start(&store_dir);
         let export_dir = store_dir.join("exports");
-        let all = export(&client, &server, &export_dir, "");
-        let plain = export(&client, &server, &export_dir, "?_type=Observation");
+        let all = export(&client, &server, &export_dir, "/$export");
+        let plain = export(&client, &server, &export_dir, "/$export?_type=Observation");
         let filtered = export(
             &client,
             &server,
             &export_dir,
-            "?_type=Observation&_typeFilter=Observation%3Fstatus%3Dfinal%26category%3Dvital-signs",
+            "/$export?_type=Observation&_typeFilter=Observation%3Fstatus%3Dfinal%26category%3Dvital-signs",
         );
+        let members = group["member"].as_array().map_or(0, Vec::len);
+        let put = client
+            .put(format!("{}/Group/bench-tenth", server.base))
+            .header("Content-Type", "application/fhir+json")
+            .json(&group)
+            .send()
+            .expect("PUT the Group");
+        assert!(put.status().is_success(), "{:?}", put.text());
+        let grouped = export(&client, &server, &export_dir, "/Group/bench-tenth/$export");
         let rss = server.peak_rss_mb();
         eprintln!(
             "x{factor}: {} resources, {:.1} MB in {:.2} s",
@@ -183,7 +197,11 @@ fn main() {
             all.bytes as f64 / 1e6,
             all.secs
         );
-        rows.push((factor, all, plain, filtered, rss));
+        eprintln!(
+            "x{factor}: Group of {members} patients: {} resources in {:.2} s",
+            grouped.resources, grouped.secs
+        );
+        rows.push((factor, all, plain, filtered, rss, (members, grouped)));
     }
     println!(
         "\n`cargo bench -p hearth --bench export` (system level, kick-off to manifest, real server over 127.0.0.1)\n"
@@ -192,7 +210,7 @@ fn main() {
         "| scale | resources | MB written | seconds | resources/s | MB/s | Observation s | Observation + `_typeFilter` s | filter ratio | server peak RSS MB |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for (factor, all, plain, filtered, rss) in &rows {
+    for (factor, all, plain, filtered, rss, _) in &rows {
         let mb = all.bytes as f64 / 1e6;
         println!(
             "| ×{factor} | {} | {mb:.1} | {:.2} | {:.0} | {:.1} | {:.2} | {:.2} ({} of {} kept) | {:.2}× | {rss:.0} |",
@@ -208,6 +226,43 @@ fn main() {
         );
     }
     println!(
-        "\nTargets: ≥ {TARGET_MB_S} MB/s; peak RSS < {TARGET_RSS_MB} MB and not growing with data size; filtered within {TARGET_FILTER_RATIO}× of unfiltered."
+        "\n| scale | Group members | resources | Group export s | system export s | Group / system |"
     );
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (factor, all, _, _, _, (members, grouped)) in &rows {
+        println!(
+            "| ×{factor} | {members} | {} | {:.2} | {:.2} | {:.1}% |",
+            grouped.resources,
+            grouped.secs,
+            all.secs,
+            100.0 * grouped.secs / all.secs
+        );
+    }
+    println!(
+        "\nTargets: ≥ {TARGET_MB_S} MB/s; peak RSS < {TARGET_RSS_MB} MB and not growing with data size; filtered within {TARGET_FILTER_RATIO}× of unfiltered; a Group of 10% of the patients within {:.0}% of the system export.",
+        TARGET_GROUP_RATIO * 100.0
+    );
+}
+
+/// A Group of every tenth Patient of the generated set (sorted by id).
+fn tenth_of_the_patients(data: &Path) -> Value {
+    let mut ids: Vec<String> = dataset::read_dir_resources(data)
+        .expect("generated set")
+        .filter_map(|item| {
+            let (rtype, line) = item.expect("generated line");
+            if rtype.as_str() != "Patient" {
+                return None;
+            }
+            let patient: Value = serde_json::from_slice(&line).expect("JSON");
+            patient["id"].as_str().map(str::to_owned)
+        })
+        .collect();
+    ids.sort();
+    let member: Vec<Value> = ids
+        .iter()
+        .step_by(10)
+        .map(|id| serde_json::json!({"entity": {"reference": format!("Patient/{id}")}}))
+        .collect();
+    serde_json::json!({"resourceType": "Group", "id": "bench-tenth", "type": "person",
+                       "actual": true, "member": member})
 }

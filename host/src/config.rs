@@ -13,6 +13,9 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::export::ExportConfig;
+use crate::fhir::ResourceType;
+use crate::fhir::compartment::can_be_in_compartment;
+use crate::import::ImportConfig;
 use crate::jobs::engine::EngineConfig;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -25,6 +28,7 @@ pub struct Config {
     pub plugins: PluginsConfig,
     pub jobs: JobsConfig,
     pub export: ExportSettings,
+    pub import: ImportSettings,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -105,6 +109,36 @@ pub struct ExportSettings {
     pub parallelism: usize,
     /// How long a finished export's files and status stay available.
     pub retention_hours: u64,
+    /// Types in no Patient compartment (e.g. `["Practitioner",
+    /// "Organization", "Location", "Medication"]`) that Patient- and
+    /// Group-level exports add when exported resources reference them.
+    pub include_referenced: Vec<ResourceType>,
+}
+
+/// `[import]`: where `$import` inputs may come from, where error files go,
+/// and how inputs are cut and processed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImportSettings {
+    /// Local folders whose files `file://` inputs may name; absent means
+    /// `<data_dir>/import`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sources: Option<Vec<PathBuf>>,
+    /// `http://` / `https://` URL prefixes inputs may be fetched from.
+    /// Empty (the default): no request can make the server fetch an address.
+    pub allowed_http: Vec<String>,
+    /// Folder of the per-job error files; absent means
+    /// `<data_dir>/import-errors`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_dir: Option<PathBuf>,
+    /// Byte ranges one import processes at the same time.
+    pub parallelism: usize,
+    /// Inputs are cut into ranges of this many bytes.
+    pub range_bytes: u64,
+    /// Lines per validator call and per store batch.
+    pub batch_lines: usize,
+    /// Longer lines are rejected (an error line) without being read.
+    pub max_line_bytes: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -177,7 +211,45 @@ impl Default for ExportSettings {
             file_max_bytes: ExportConfig::DEFAULT_FILE_MAX_BYTES,
             parallelism: ExportConfig::DEFAULT_PARALLELISM,
             retention_hours: 24,
+            include_referenced: Vec::new(),
         }
+    }
+}
+
+impl Default for ImportSettings {
+    fn default() -> Self {
+        ImportSettings {
+            sources: None,
+            allowed_http: Vec::new(),
+            error_dir: None,
+            parallelism: ImportConfig::DEFAULT_PARALLELISM,
+            range_bytes: ImportConfig::DEFAULT_RANGE_BYTES,
+            batch_lines: ImportConfig::DEFAULT_BATCH_LINES,
+            max_line_bytes: ImportConfig::DEFAULT_MAX_LINE_BYTES,
+        }
+    }
+}
+
+impl ImportSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(format!("import.{m}")));
+        if self.parallelism == 0 || self.range_bytes == 0 || self.batch_lines == 0 {
+            return invalid("parallelism, range_bytes and batch_lines must be at least 1");
+        }
+        if self.max_line_bytes < 1024 {
+            return invalid("max_line_bytes must be at least 1024");
+        }
+        if let Some(prefix) = self.allowed_http.iter().find(|p| {
+            let rest = p
+                .strip_prefix("http://")
+                .or_else(|| p.strip_prefix("https://"));
+            rest.is_none_or(|host| host.is_empty() || host.starts_with('/'))
+        }) {
+            return invalid(&format!(
+                "allowed_http: '{prefix}' is not an http:// or https:// URL prefix with a host"
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -222,6 +294,17 @@ impl ExportSettings {
         if self.file_max_bytes < 1024 {
             return invalid("file_max_bytes must be at least 1024");
         }
+        // A compartment type is exported with the compartments already;
+        // referenced ones would be duplicates.
+        if let Some(t) = self
+            .include_referenced
+            .iter()
+            .find(|t| !t.is_storable() || can_be_in_compartment(**t))
+        {
+            return invalid(&format!(
+                "include_referenced: {t} can be in a Patient compartment (or is never stored); list types outside every compartment"
+            ));
+        }
         Ok(())
     }
 }
@@ -236,6 +319,7 @@ impl Default for Config {
             plugins: PluginsConfig::default(),
             jobs: JobsConfig::default(),
             export: ExportSettings::default(),
+            import: ImportSettings::default(),
         }
     }
 }
@@ -432,6 +516,7 @@ impl Config {
         self.plugins.validate()?;
         self.jobs.validate()?;
         self.export.validate()?;
+        self.import.validate()?;
         Ok(())
     }
 
@@ -460,7 +545,22 @@ impl Config {
             file_max_resources: self.export.file_max_resources,
             file_max_bytes: self.export.file_max_bytes,
             parallelism: self.export.parallelism,
+            include_referenced: self.export.include_referenced.clone(),
             ..ExportConfig::for_data_dir(&self.storage.data_dir)
+        }
+    }
+
+    /// The import handler's settings (sources, error folder, ranges).
+    pub fn import_config(&self) -> ImportConfig {
+        let defaults = ImportConfig::for_data_dir(&self.storage.data_dir);
+        ImportConfig {
+            sources: self.import.sources.clone().unwrap_or(defaults.sources),
+            allowed_http: self.import.allowed_http.clone(),
+            error_dir: self.import.error_dir.clone().unwrap_or(defaults.error_dir),
+            parallelism: self.import.parallelism,
+            range_bytes: self.import.range_bytes,
+            batch_lines: self.import.batch_lines,
+            max_line_bytes: self.import.max_line_bytes,
         }
     }
 
@@ -590,6 +690,8 @@ mod tests {
                 "[export]\nretention_hours = 0\n",
                 "[export]\nfile_max_bytes = 10\n",
                 "[export]\nspeed = 1\n",
+                "[export]\ninclude_referenced = [\"Observation\"]\n",
+                "[export]\ninclude_referenced = [\"Nope\"]\n",
             ] {
                 jail.create_file("bad.toml", bad)?;
                 assert!(
@@ -610,12 +712,68 @@ mod tests {
             assert_eq!(c.jobs.max_concurrent_exports, 1);
             assert_eq!(c.export.file_max_resources, 10);
             assert_eq!(c.export_dir(), PathBuf::from("/out"));
+            assert!(c.export_config().include_referenced.is_empty());
+            jail.set_env(
+                "HEARTH_EXPORT__INCLUDE_REFERENCED",
+                "[Practitioner,Organization]",
+            );
+            let c = Config::load(Some(Path::new("j.toml")), &Overrides::default()).unwrap();
+            let names: Vec<&str> = c
+                .export_config()
+                .include_referenced
+                .iter()
+                .map(|t| t.as_str())
+                .collect();
+            assert_eq!(names, ["Practitioner", "Organization"]);
             let flags = Overrides {
                 export_dir: Some("/flag".into()),
                 ..Default::default()
             };
             let c = Config::load(Some(Path::new("j.toml")), &flags).unwrap();
             assert_eq!(c.export_dir(), PathBuf::from("/flag"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn import_section() {
+        figment::Jail::expect_with(|jail| {
+            let c = Config::load(None, &Overrides::default()).unwrap();
+            let import = c.import_config();
+            assert_eq!(import.sources, [PathBuf::from("./hearth-data/import")]);
+            assert_eq!(
+                import.error_dir,
+                PathBuf::from("./hearth-data/import-errors")
+            );
+            assert!(import.allowed_http.is_empty());
+            assert_eq!(import.range_bytes, 16 << 20);
+            jail.create_file(
+                "i.toml",
+                "[import]\nsources = [\"/in\", \"/in2\"]\nerror_dir = \"/err\"\n\
+                 allowed_http = [\"https://files.example.com/bulk/\"]\nrange_bytes = 64\n",
+            )?;
+            let c = Config::load(Some(Path::new("i.toml")), &Overrides::default()).unwrap();
+            let import = c.import_config();
+            assert_eq!(
+                import.sources,
+                [PathBuf::from("/in"), PathBuf::from("/in2")]
+            );
+            assert_eq!(import.error_dir, PathBuf::from("/err"));
+            assert_eq!(import.allowed_http, ["https://files.example.com/bulk/"]);
+            assert_eq!((import.range_bytes, import.parallelism), (64, 2));
+            for bad in [
+                "[import]\nparallelism = 0\n",
+                "[import]\nmax_line_bytes = 10\n",
+                "[import]\nallowed_http = [\"ftp://x/\"]\n",
+                "[import]\nallowed_http = [\"http://\"]\n",
+                "[import]\nsource = []\n",
+            ] {
+                jail.create_file("bad.toml", bad)?;
+                assert!(
+                    Config::load(Some(Path::new("bad.toml")), &Overrides::default()).is_err(),
+                    "{bad}"
+                );
+            }
             Ok(())
         });
     }

@@ -1,8 +1,8 @@
 //! Start-up and shutdown: load the plugins, open the store, bind, start the
-//! job engine (with the export handler) and the export janitor, assemble the
-//! HTTP stack around [`crate::api::router`], serve until SIGTERM/Ctrl-C
-//! (reloading the plugins on SIGHUP), then drain requests, stop the jobs
-//! (they resume at the next start) and flush.
+//! job engine (with the export and import handlers) and the export janitor,
+//! assemble the HTTP stack around [`crate::api::router`], serve until
+//! SIGTERM/Ctrl-C (reloading the plugins on SIGHUP), then drain requests,
+//! stop the jobs (they resume at the next start) and flush.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,10 +17,14 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 use crate::api::export::{Exports, run_janitor};
+use crate::api::import::Imports;
+use crate::api::import::lock::ImportLock;
 use crate::api::{self, ApiLimits, AppState};
 use crate::config::{Config, ConfigSource};
 use crate::destinations::LocalDestination;
 use crate::export::ExportHandler;
+use crate::import::ImportHandler;
+use crate::import::source::ImportSources;
 use crate::jobs::engine::Engine;
 use crate::jobs::{JobHandler, JobStore, JobStoreError};
 use crate::plugins::{PluginError, PluginRegistry};
@@ -67,6 +71,7 @@ pub async fn run(config: Config, source: ConfigSource) -> Result<(), ServerError
         tokio::task::spawn_blocking(move || PluginRegistry::for_config(&config)).await??
     };
     let plugins = Arc::new(plugins);
+    log_unsupported_search_parameters();
     let source = Arc::new(source);
     // Before the ready line: SIGHUP's default action ends the process.
     #[cfg(unix)]
@@ -102,16 +107,34 @@ pub async fn run(config: Config, source: ConfigSource) -> Result<(), ServerError
         destination,
         config.export_config(),
     ));
-    let handlers: Vec<Arc<dyn JobHandler>> = vec![handler.clone()];
+    let import_config = Arc::new(config.import_config());
+    let import_sources = Arc::new(ImportSources::from_config(&import_config));
+    let importer = Arc::new(ImportHandler::new(
+        store.clone(),
+        plugins.clone(),
+        import_sources.clone(),
+        import_config.clone(),
+    ));
+    let handlers: Vec<Arc<dyn JobHandler>> = vec![handler.clone(), importer];
     // Resumes the jobs the last run of this node left unfinished.
     let engine =
         Engine::start(jobs.clone(), handlers, config.jobs.engine()).map_err(ServerError::Jobs)?;
     let exports = Exports::new(
-        jobs,
+        jobs.clone(),
         engine.clone(),
         handler,
         config.jobs.max_concurrent_exports,
         config.export_retention(),
+    );
+    // Read before serving: an initial import the last run left queued or
+    // running keeps REST writes locked.
+    let import_lock = ImportLock::load(jobs.clone()).map_err(ServerError::Jobs)?;
+    let imports = Imports::new(
+        jobs,
+        engine.clone(),
+        import_sources,
+        import_config,
+        import_lock,
     );
     let janitor = tokio::spawn(run_janitor(exports.clone(), JANITOR_PERIOD));
 
@@ -126,6 +149,7 @@ pub async fn run(config: Config, source: ConfigSource) -> Result<(), ServerError
         plugins,
         config_source: source,
         exports,
+        imports,
     };
     let app = http_stack(api::router(state));
 
@@ -285,4 +309,17 @@ mod tests {
             .unwrap();
         assert_eq!(decode_dollar(req).uri(), "/Patient/1");
     }
+}
+
+/// The R4 search parameters the default engine cannot evaluate: searches and
+/// `_typeFilter`s naming them are refused, so operators learn which at start.
+fn log_unsupported_search_parameters() {
+    let unsupported = fhir_search::unsupported_definitions();
+    for u in &unsupported {
+        tracing::debug!(base = u.base, code = u.code, reason = %u.reason, "unsupported search parameter");
+    }
+    tracing::info!(
+        count = unsupported.len(),
+        "R4 search parameter definitions the default search engine refuses (listed at debug level)"
+    );
 }

@@ -39,6 +39,14 @@ impl Sandbox {
         self.tmp.path().join("data")
     }
 
+    /// A folder `name` in the sandbox (created), next to the data dir: e.g.
+    /// the files an import reads.
+    pub fn dir(&self, name: &str) -> PathBuf {
+        let dir = self.tmp.path().join(name);
+        std::fs::create_dir_all(&dir).expect("create a sandbox folder");
+        dir
+    }
+
     /// Starts `hearth serve` on 127.0.0.1 (free port) over this sandbox's
     /// data dir, with `extra` flags, and waits for its ready line on stdout.
     pub async fn start(&mut self, extra: &[&str]) -> Server {
@@ -662,7 +670,7 @@ const PATIENT_REFERENCE_PATHS: &[(&str, &[&str])] = &[
 ];
 
 /// `(dotted path, reference)` of every `reference` string in `value`.
-fn references(value: &Value, path: &mut Vec<String>, out: &mut Vec<(String, String)>) {
+pub fn references(value: &Value, path: &mut Vec<String>, out: &mut Vec<(String, String)>) {
     match value {
         Value::Object(map) => {
             for (k, v) in map {
@@ -782,11 +790,17 @@ impl Resp {
     /// `{base}/_operations/export/{id}`, which is returned.
     #[track_caller]
     pub fn accepted(&self, base: &str) -> String {
+        self.accepted_for(base, "export")
+    }
+
+    /// The same for `operation` (`export`, `import`).
+    #[track_caller]
+    pub fn accepted_for(&self, base: &str, operation: &str) -> String {
         assert_eq!(self.status, 202, "{}", self.describe());
         let loc = self
             .header("content-location")
             .unwrap_or_else(|| panic!("no Content-Location: {}", self.describe()));
-        let prefix = format!("{base}/_operations/export/");
+        let prefix = format!("{base}/_operations/{operation}/");
         let id = loc
             .strip_prefix(&prefix)
             .unwrap_or_else(|| panic!("Content-Location {loc:?} is not {prefix}{{id}}"));
@@ -838,9 +852,10 @@ impl Http {
             .await
     }
 
-    /// Polls a status URL until it answers anything but 202: first after 50
-    /// ms, then doubling up to 1 s, failing after 120 s. Every 202 must carry
-    /// `X-Progress` and a numeric `Retry-After`.
+    /// Polls a status URL (of an export or an import) until it answers
+    /// anything but 202: first after 50 ms, then doubling up to 1 s, failing
+    /// after 120 s. Every 202 must carry `X-Progress` and a numeric
+    /// `Retry-After`.
     pub async fn poll_export(&self, status_url: &str) -> Resp {
         let started = std::time::Instant::now();
         let mut delay = POLL_FIRST;
@@ -1117,6 +1132,359 @@ pub fn outcome_issues(files: &[ExportFile]) -> Vec<Value> {
             );
             out.extend(line["issue"].as_array().cloned().unwrap_or_default());
         }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// `$import` client.
+
+/// The kick-off header `$import` requires (the body goes as
+/// `application/fhir+json`).
+pub const IMPORT_HEADERS: &[(&str, &str)] = &[("prefer", "respond-async")];
+/// Environment settings of imports and the job engine (no flags for them):
+/// the import source folders (a list, `["/a","/b"]`), the byte range size,
+/// the number of job workers.
+pub const IMPORT_SOURCES_ENV: &str = "HEARTH_IMPORT__SOURCES";
+pub const RANGE_BYTES_ENV: &str = "HEARTH_IMPORT__RANGE_BYTES";
+pub const WORKERS_ENV: &str = "HEARTH_JOBS__WORKERS";
+
+/// `file://` URL of a local file, as an `$import` input names it.
+pub fn file_url(path: &Path) -> String {
+    format!("file://{}", path.display())
+}
+
+/// One `input` parameter: `type` (when given), `url`, `etag` (when given).
+pub fn import_input(rtype: Option<&str>, url: &str, etag: Option<&str>) -> Value {
+    let mut parts = Vec::new();
+    if let Some(rtype) = rtype {
+        parts.push(serde_json::json!({"name": "type", "valueString": rtype}));
+    }
+    parts.push(serde_json::json!({"name": "url", "valueUri": url}));
+    if let Some(etag) = etag {
+        parts.push(serde_json::json!({"name": "etag", "valueString": etag}));
+    }
+    serde_json::json!({"name": "input", "part": parts})
+}
+
+/// A kick-off body: `inputFormat` NDJSON, `mode` (when given), `extra`
+/// parameters, then `inputs` (from [`import_input`]).
+pub fn import_body(mode: Option<&str>, extra: &[Value], inputs: &[Value]) -> Value {
+    let mut parameter = vec![serde_json::json!({"name": "inputFormat", "valueString": NDJSON})];
+    if let Some(mode) = mode {
+        parameter.push(serde_json::json!({"name": "mode", "valueString": mode}));
+    }
+    parameter.extend(extra.iter().cloned());
+    parameter.extend(inputs.iter().cloned());
+    serde_json::json!({"resourceType": "Parameters", "parameter": parameter})
+}
+
+/// One NDJSON file written for an import.
+#[derive(Clone, Debug)]
+pub struct InputFile {
+    pub rtype: String,
+    pub path: PathBuf,
+    pub url: String,
+    /// Non-empty lines.
+    pub lines: u64,
+}
+
+/// Writes synthea-100 as plain `<Type>.ndjson` files into `dir` (the gzip
+/// files decompressed byte for byte); returns them in name order.
+pub fn write_synthea(dir: &Path) -> Vec<InputFile> {
+    let mut out = Vec::new();
+    let mut names: Vec<PathBuf> = std::fs::read_dir(synthea_dir())
+        .expect("data set folder")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.to_string_lossy().ends_with(".ndjson.gz"))
+        .collect();
+    names.sort();
+    for gz in names {
+        let name = gz.file_name().unwrap().to_string_lossy().into_owned();
+        let rtype = name.strip_suffix(".ndjson.gz").unwrap().to_owned();
+        let bytes = gunzip(&std::fs::read(&gz).expect("read gzip"));
+        let path = dir.join(format!("{rtype}.ndjson"));
+        std::fs::write(&path, &bytes).expect("write an input file");
+        let lines = bytes
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+            .count() as u64;
+        out.push(InputFile {
+            url: file_url(&path),
+            rtype,
+            path,
+            lines,
+        });
+    }
+    out
+}
+
+/// The `input` parameters of `files`, typed.
+pub fn typed_inputs(files: &[InputFile]) -> Vec<Value> {
+    files
+        .iter()
+        .map(|f| import_input(Some(&f.rtype), &f.url, None))
+        .collect()
+}
+
+impl Http {
+    /// `POST /$import` with `body` and the kick-off header.
+    pub async fn kickoff_import(&self, body: &Value) -> Resp {
+        self.send(Method::POST, "/$import", Some(body), IMPORT_HEADERS)
+            .await
+    }
+
+    /// Kicks off, expects 202 and returns the status URL.
+    pub async fn start_import(&self, body: &Value) -> String {
+        self.kickoff_import(body)
+            .await
+            .accepted_for(&self.base, "import")
+    }
+
+    /// Polls an import until done and checks the status body: 200, JSON,
+    /// `transactionTime` an instant, `request` this server's `/$import`,
+    /// `output` entries `{type, count, inputUrl}`, `error` entries
+    /// `{type: OperationOutcome, count, inputUrl, url}` with the url under
+    /// this server's status URL.
+    pub async fn await_import(&self, status_url: &str) -> Value {
+        let resp = self.poll_export(status_url).await.ok(200);
+        let ct = resp.header("content-type").unwrap_or_default();
+        assert!(ct.contains("json"), "import status content type {ct:?}");
+        let body = resp.json();
+        let tt = body["transactionTime"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no transactionTime: {body}"));
+        hearth::fhir::Instant::parse(tt).unwrap_or_else(|e| panic!("transactionTime: {e}"));
+        assert!(
+            body["request"]
+                .as_str()
+                .is_some_and(|r| r.ends_with("/$import")),
+            "request: {body}"
+        );
+        for e in body["output"]
+            .as_array()
+            .unwrap_or_else(|| panic!("output is not an array: {body}"))
+        {
+            assert!(e["count"].is_u64(), "output entry without count: {e}");
+            assert!(
+                e["inputUrl"].is_string(),
+                "output entry without inputUrl: {e}"
+            );
+        }
+        let files = format!("{}/errors/", self.local(status_url));
+        for e in body["error"]
+            .as_array()
+            .unwrap_or_else(|| panic!("error is not an array: {body}"))
+        {
+            assert_eq!(e["type"], "OperationOutcome", "{e}");
+            assert!(e["count"].is_u64(), "error entry without count: {e}");
+            assert!(
+                e["inputUrl"].is_string(),
+                "error entry without inputUrl: {e}"
+            );
+            let url = e["url"].as_str().unwrap_or_else(|| panic!("no url: {e}"));
+            assert!(
+                self.local(url).starts_with(&files),
+                "error url {url} is not under {files}"
+            );
+        }
+        body
+    }
+
+    /// Kick-off, then the checked status body. Returns (status URL, body).
+    pub async fn import(&self, body: &Value) -> (String, Value) {
+        let status = self.start_import(body).await;
+        let done = self.await_import(&status).await;
+        (status, done)
+    }
+
+    /// The error files of a completed import by input URL, each downloaded
+    /// (200, `application/fhir+ndjson`), every line an OperationOutcome, as
+    /// many lines as the entry's `count`.
+    pub async fn import_errors(&self, done: &Value) -> BTreeMap<String, Vec<Value>> {
+        let mut out = BTreeMap::new();
+        for e in done["error"].as_array().into_iter().flatten() {
+            let url = e["url"].as_str().unwrap();
+            let resp = self.download(&self.local(url), &[]).await.ok(200);
+            let ct = resp.header("content-type").unwrap_or_default();
+            assert!(ct.starts_with(NDJSON), "{url}: content type {ct:?}");
+            let lines = parse_ndjson(&resp.body, url);
+            for line in &lines {
+                assert_eq!(line["resourceType"], "OperationOutcome", "{url}: {line}");
+            }
+            assert_eq!(
+                Some(lines.len() as u64),
+                e["count"].as_u64(),
+                "{url}: count"
+            );
+            let input = e["inputUrl"].as_str().unwrap().to_owned();
+            assert!(
+                out.insert(input.clone(), lines).is_none(),
+                "two error files for {input}"
+            );
+        }
+        out
+    }
+}
+
+impl Resp {
+    /// `X-Progress` of a 202 as (done, total): `12,000 lines read` is
+    /// (12000, None), `42% (12,000 of 28,500 lines read)` (12000,
+    /// Some(28500)); (0, None) without a number.
+    pub fn progress(&self) -> (u64, Option<u64>) {
+        let text = self.header("x-progress").unwrap_or_default();
+        let number = |s: &str| -> Option<u64> {
+            let digits: String = s
+                .split_whitespace()
+                .next()?
+                .chars()
+                .filter(char::is_ascii_digit)
+                .collect();
+            digits.parse().ok()
+        };
+        let counts = text.split_once('(').map_or(text.as_str(), |(_, c)| c);
+        let total = counts.split_once(" of ").and_then(|(_, t)| number(t));
+        (number(counts).unwrap_or(0), total)
+    }
+}
+
+/// `inputUrl` → `count` of a status body's `output` (or `error`) list.
+pub fn counts_by_input(done: &Value, list: &str) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for e in done[list].as_array().into_iter().flatten() {
+        let url = e["inputUrl"].as_str().unwrap().to_owned();
+        *out.entry(url).or_default() += e["count"].as_u64().unwrap();
+    }
+    out
+}
+
+/// One version as the history API shows it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HistoryVersion {
+    pub version: u64,
+    /// `response.lastModified` of the history entry.
+    pub last_updated: String,
+    pub deleted: bool,
+}
+
+impl Http {
+    /// Every version of every resource of `rtype` through
+    /// `GET /{rtype}/_history` (all pages): id → versions, oldest first.
+    /// Fails if a version appears twice.
+    pub async fn type_history(&self, rtype: &str) -> BTreeMap<String, Vec<HistoryVersion>> {
+        let mut out: BTreeMap<String, Vec<HistoryVersion>> = BTreeMap::new();
+        for page in self
+            .all_pages(&format!("/{rtype}/_history?_count=1000"))
+            .await
+        {
+            for entry in page {
+                let (key, version) = history_key(&entry);
+                let id = key
+                    .strip_prefix(&format!("{rtype}/"))
+                    .unwrap_or_else(|| panic!("{key} in the history of {rtype}"))
+                    .to_owned();
+                let last_updated = entry["response"]["lastModified"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("no response.lastModified: {entry}"))
+                    .to_owned();
+                let deleted = entry["request"]["method"] == "DELETE";
+                out.entry(id).or_default().push(HistoryVersion {
+                    version,
+                    last_updated,
+                    deleted,
+                });
+            }
+        }
+        for (id, versions) in out.iter_mut() {
+            versions.sort();
+            let before = versions.len();
+            versions.dedup_by_key(|v| v.version);
+            assert_eq!(
+                before,
+                versions.len(),
+                "{rtype}/{id}: a version listed twice"
+            );
+        }
+        out
+    }
+}
+
+/// Writes `copies` copies of synthea-100 into `dir` as
+/// `<Type>-<k>.ndjson`, copy `k` with every resource id suffixed `-k`
+/// (references are left alone): a bigger load of distinct resources.
+pub fn write_synthea_copies(dir: &Path, copies: usize) -> Vec<InputFile> {
+    let source = synthea_lines();
+    let mut out = Vec::new();
+    for k in 0..copies {
+        for (rtype, lines) in &source {
+            let mut text = Vec::new();
+            for line in lines {
+                let mut r: Value = serde_json::from_slice(line).expect("synthea line");
+                let id = format!("{}-{k}", r["id"].as_str().expect("id"));
+                r["id"] = Value::String(id);
+                text.extend_from_slice(&serde_json::to_vec(&r).unwrap());
+                text.push(b'\n');
+            }
+            let path = dir.join(format!("{rtype}-{k}.ndjson"));
+            std::fs::write(&path, &text).expect("write an input file");
+            out.push(InputFile {
+                rtype: rtype.clone(),
+                url: file_url(&path),
+                path,
+                lines: lines.len() as u64,
+            });
+        }
+    }
+    out
+}
+
+/// synthea-100's lines by type, in file order.
+fn synthea_lines() -> BTreeMap<String, Vec<Vec<u8>>> {
+    let mut out: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+    for item in hearth::dataset::read_dir_resources(&synthea_dir()).expect("data set folder") {
+        let (rtype, line) = item.expect("data set line");
+        out.entry(rtype.to_string()).or_default().push(line);
+    }
+    out
+}
+
+/// Downloads the output of a finished export and checks it is exactly
+/// `expected` (`Type/id` set), no resource twice, each line equal to its
+/// source but for server meta. Returns the files.
+pub async fn check_export_lines(
+    srv: &Http,
+    manifest: &Value,
+    sources: &HashMap<String, &Value>,
+    expected: &BTreeSet<String>,
+    what: &str,
+) -> Vec<ExportFile> {
+    let files = srv.files(manifest, "output").await;
+    let got = by_key(&files);
+    let got_keys: BTreeSet<String> = got.keys().cloned().collect();
+    let missing: Vec<&String> = expected.difference(&got_keys).take(10).collect();
+    let extra: Vec<&String> = got_keys.difference(expected).take(10).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{what}: {} exported, {} expected; missing e.g. {missing:?}; unexpected e.g. {extra:?}",
+        got_keys.len(),
+        expected.len()
+    );
+    for (key, line) in got {
+        assert_eq!(
+            without_server_meta(line),
+            without_server_meta(sources[&key]),
+            "{what}: {key} differs from its source"
+        );
+    }
+    files
+}
+
+/// Resources per type among `keys` (`Type/id`).
+pub fn per_type(keys: &BTreeSet<String>) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for k in keys {
+        let rtype = k.split('/').next().unwrap_or_default();
+        *out.entry(rtype.to_owned()).or_default() += 1;
     }
     out
 }

@@ -10,6 +10,7 @@ use crate::export::ExportError;
 use crate::fhir::outcome::Issue;
 use crate::fhir::resource::ResourceError;
 use crate::fhir::{IssueType, OperationOutcome};
+use crate::import::source::SourceError;
 use crate::jobs::{JobError, JobStoreError};
 use crate::plugins::{Fault, PluginError, ReloadError};
 use crate::store::{OpError, StoreError};
@@ -53,6 +54,10 @@ pub enum ApiError {
     /// 415
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// 423: an initial import is queued or running; the REST API takes no
+    /// writes until it ends.
+    #[error("{0}")]
+    Locked(String),
     /// 429 with `Retry-After: {retry_after}` (seconds): too much work is
     /// already under way; the same request may succeed later.
     #[error("{message}")]
@@ -66,6 +71,13 @@ pub enum ApiError {
         message: String,
         issues: Vec<Issue>,
     },
+    /// An `$import` input its source refuses (built by
+    /// [`ApiError::source`]): 400 when the URL is not under a configured
+    /// source or nothing is there, 412 when its entity tag is not the one
+    /// the request named (a precondition on the source that does not hold,
+    /// exactly what 412 means). `at` is the input's place in the body.
+    #[error("{at}: {error}")]
+    Source { at: String, error: SourceError },
     /// A job that failed: answered with the status and OperationOutcome
     /// stored when it failed, which a status poll repeats.
     #[error("the job failed with status {}", .0.status)]
@@ -112,6 +124,18 @@ impl ApiError {
         ApiError::Internal
     }
 
+    /// What a source said about the input at `at`; an I/O failure is the
+    /// server's (logged, 500).
+    pub fn source(at: &str, error: SourceError) -> Self {
+        match error {
+            SourceError::Io { .. } => ApiError::internal(format!("{at}: {error}")),
+            error => ApiError::Source {
+                at: at.to_owned(),
+                error,
+            },
+        }
+    }
+
     pub fn in_entry(self, index: usize) -> Self {
         ApiError::InEntry {
             index,
@@ -132,7 +156,15 @@ impl ApiError {
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Locked(_) => StatusCode::LOCKED,
             ApiError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Source { error, .. } => match error {
+                SourceError::NotAllowed { .. } | SourceError::NotFound { .. } => {
+                    StatusCode::BAD_REQUEST
+                }
+                SourceError::EtagMismatch { .. } => StatusCode::PRECONDITION_FAILED,
+                SourceError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            },
             ApiError::JobFailed(e) => {
                 StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
             }
@@ -161,7 +193,14 @@ impl ApiError {
             ApiError::Conflict(_) | ApiError::PreconditionFailed(_) => IssueType::Conflict,
             ApiError::Gone(_) => IssueType::Deleted,
             ApiError::TooLarge(_) => IssueType::TooLong,
+            ApiError::Locked(_) => IssueType::LockError,
             ApiError::Throttled { .. } => IssueType::Throttled,
+            ApiError::Source { error, .. } => match error {
+                SourceError::NotAllowed { .. } => IssueType::Value,
+                SourceError::NotFound { .. } => IssueType::NotFound,
+                SourceError::EtagMismatch { .. } => IssueType::Conflict,
+                SourceError::Io { .. } => IssueType::Exception,
+            },
             ApiError::Refused { .. } => IssueType::NotSupported,
             ApiError::Internal | ApiError::JobFailed(_) => IssueType::Exception,
             ApiError::Unavailable(_) => IssueType::Transient,
@@ -177,6 +216,7 @@ impl ApiError {
         match self {
             ApiError::Invalid { expression, .. } => expression.clone(),
             ApiError::Refused { parameter, .. } => Some(parameter.clone()),
+            ApiError::Source { at, .. } => Some(at.clone()),
             ApiError::InEntry { index, .. } => Some(format!("Bundle.entry[{index}]")),
             _ => None,
         }
@@ -265,11 +305,30 @@ impl From<StoreError> for ApiError {
     }
 }
 
-/// What an export job's files could not be found or removed for: the
-/// server's problem (the job's records or the destination), logged.
+/// What the kick-off's checks of an export found (a Group missing at the
+/// snapshot, one the group resolver refuses, a `patient` outside the
+/// population) is the client's; anything else (the job's records, the
+/// destination, a search engine that failed) is the server's problem,
+/// logged.
 impl From<ExportError> for ApiError {
     fn from(e: ExportError) -> Self {
-        ApiError::internal(e)
+        match e {
+            ExportError::GroupNotFound(_) => ApiError::NotFound(e.to_string()),
+            ExportError::GroupRefused { ref issues, .. }
+                if !issues.iter().any(|i| i.code == IssueType::Exception) =>
+            {
+                ApiError::Refused {
+                    parameter: "Group".into(),
+                    message: e.to_string(),
+                    issues: issues.clone(),
+                }
+            }
+            ExportError::PatientsOutOfScope(_) => {
+                ApiError::parameter(IssueType::Invalid, "patient", &e)
+            }
+            ExportError::Plugin(plugin) => ApiError::Plugin(plugin),
+            _ => ApiError::internal(e),
+        }
     }
 }
 

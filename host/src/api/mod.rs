@@ -21,15 +21,23 @@
 //! | GET, DELETE | `/_operations/export/{id}`   | export status, cancel / delete    |
 //! | GET    | `/_operations/export/{id}/files/{name}` | export file download       |
 //! | GET    | `/_operations/export`            | export jobs (not FHIR)            |
+//! | POST   | `/$import`                       | Azure-style bulk import kick-off  |
+//! | GET, DELETE | `/_operations/import/{id}`   | import status, cancel             |
+//! | GET    | `/_operations/import/{id}/errors/{file}` | import error file download |
+//! | GET    | `/_operations/import`            | import jobs (not FHIR)            |
+//! | GET    | `/OperationDefinition/import`    | the definition of `$import`       |
 //!
 //! HEAD is answered wherever GET is. Any other path is a 404, any other
-//! method on a known path a 405, both as OperationOutcome.
+//! method on a known path a 405, both as OperationOutcome. While an
+//! initial import is queued or running, requests that write resources
+//! answer 423 (see `import::lock`).
 //!
 //! Layout: `params`, `body` and `headers` turn the request into typed
 //! values once; `ops` holds the FHIR rules shared by single requests and
 //! bundle entries; `crud`, `history`, `bundle`, `metadata`, `health` and
-//! `admin` are the handlers; `export` is Bulk Data export (its own module
-//! tree); `response` and `error` are the only places responses are built;
+//! `admin` are the handlers; `export` is Bulk Data export and `import`
+//! Azure-style import (each its own module tree); `response` and `error`
+//! are the only places responses are built;
 //! `blocking` runs store calls and plugin loading off the async threads.
 
 mod admin;
@@ -43,6 +51,7 @@ mod format;
 mod headers;
 mod health;
 mod history;
+pub mod import;
 mod metadata;
 mod ops;
 mod params;
@@ -57,8 +66,10 @@ use axum::Router;
 use axum::http::{Method, Uri};
 use axum::routing::{get, post};
 
+use axum::extract::State;
+
 use crate::config::ConfigSource;
-use crate::plugins::PluginRegistry;
+use crate::plugins::{PluginKind, PluginRegistry};
 use crate::store::Store;
 use error::ApiError;
 
@@ -76,6 +87,8 @@ pub struct AppState {
     pub config_source: Arc<ConfigSource>,
     /// `$export`: jobs, engine, files, limits.
     pub exports: export::Exports,
+    /// `$import`: jobs, engine, sources, error files, the initial-load lock.
+    pub imports: import::Imports,
 }
 
 #[derive(Clone, Debug)]
@@ -99,12 +112,22 @@ impl Default for ApiLimits {
 }
 
 pub fn router(state: AppState) -> Router {
-    let capabilities = metadata::capability_statement(&state.base_url, metadata::OPERATIONS);
+    // Built once per kind of type-filter; a reload may switch between them.
+    let with_params = metadata::capability_statement(&state.base_url, metadata::OPERATIONS, true);
+    let without = metadata::capability_statement(&state.base_url, metadata::OPERATIONS, false);
     Router::new()
         .route("/", post(bundle::handle))
         .route(
             "/metadata",
-            get(move || metadata::handle(capabilities.clone())),
+            get(move |State(state): State<AppState>| {
+                let default_engine = state
+                    .plugins
+                    .current()
+                    .get(PluginKind::TypeFilter)
+                    .component()
+                    .is_none();
+                metadata::handle(if default_engine { with_params } else { without }.clone())
+            }),
         )
         .route("/healthz", get(health::handle))
         .route("/_history", get(history::system))
@@ -123,8 +146,16 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .layer(axum::middleware::from_fn(format::negotiate))
         // Merged after the layer, so outside JSON-only negotiation: the
-        // export routes negotiate for themselves (see `export`).
+        // export and import routes negotiate for themselves (see `export`,
+        // `import`).
         .merge(export::router())
+        .merge(import::router())
+        // Outermost, over every route and the fallback: what is not
+        // exempted is locked (see `import::lock`).
+        .layer(axum::middleware::from_fn_with_state(
+            state.imports.lock.clone(),
+            import::lock::refuse_writes,
+        ))
         .with_state(state)
 }
 

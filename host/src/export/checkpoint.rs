@@ -10,7 +10,7 @@
 //! whatever is at or before its `last` position: nothing is lost, nothing
 //! written twice.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -67,6 +67,11 @@ pub struct UnitState {
     /// `deleted` files (transaction Bundles of DELETEs), per type.
     #[serde(default)]
     pub deleted: BTreeMap<ResourceType, StreamState>,
+    /// Patient/Group level with referenced types: `Type/id` of every
+    /// resource of those types referenced by a line this unit wrote (or
+    /// will write again on resume), for the `referenced` unit.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub referenced: BTreeSet<String>,
 }
 
 /// The job's checkpoint.
@@ -151,6 +156,7 @@ mod tests {
                     },
                 )]),
                 deleted: BTreeMap::new(),
+                referenced: BTreeSet::new(),
             },
         );
         let json = serde_json::to_value(&cp).unwrap();

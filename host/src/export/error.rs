@@ -80,9 +80,16 @@ impl ExportError {
             ),
             ExportError::GroupRefused { ref issues, .. }
             | ExportError::FilterRefused { ref issues, .. } => {
+                // A search engine that failed while the resolver checked a
+                // query is the server's fault, not the Group's.
+                let status = if issues.iter().any(|i| i.code == IssueType::Exception) {
+                    500
+                } else {
+                    400
+                };
                 let mut outcome = OperationOutcome::error(IssueType::Processing, self.to_string());
                 outcome.issue.extend(issues.iter().cloned());
-                failed(400, outcome)
+                failed(status, outcome)
             }
             ExportError::Store(_) | ExportError::Destination(_) | ExportError::Corrupt { .. } => {
                 failed(

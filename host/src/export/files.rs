@@ -143,6 +143,10 @@ impl<'a> Stream<'a> {
         &self.state
     }
 
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
     /// Whether a line at `pos` is already in a committed file.
     pub fn has(&self, pos: &Position) -> bool {
         self.state.last.as_ref().is_some_and(|last| pos <= last)

@@ -23,6 +23,7 @@ pub mod elements;
 mod error;
 mod files;
 mod filter;
+mod groups;
 pub mod manifest;
 mod patients;
 mod plan;
@@ -38,11 +39,14 @@ mod tests;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use deleted::{DELETED_STATE_URL, DELETED_STATE_VALUE};
 pub use error::ExportError;
+pub use groups::check_group;
 pub use manifest::{ExportResult, manifest};
 pub use request::{Associated, ExportLevel, ExportRequest, TypeFilter, Warning};
 
 use crate::destinations::{Destination, Download};
+use crate::fhir::ResourceType;
 use crate::jobs::{JobContext, JobFailure, JobHandler, JobKind, JobRecord};
 use crate::plugins::PluginRegistry;
 use crate::store::Store;
@@ -61,6 +65,9 @@ pub struct ExportConfig {
     pub parallelism: usize,
     /// Lines per `_typeFilter` evaluation and export-sink write.
     pub batch_lines: usize,
+    /// Types in no Patient compartment (Practitioner, Organization...) that
+    /// Patient/Group exports add when their resources reference them.
+    pub include_referenced: Vec<ResourceType>,
 }
 
 impl ExportConfig {
@@ -77,6 +84,7 @@ impl ExportConfig {
             file_max_bytes: Self::DEFAULT_FILE_MAX_BYTES,
             parallelism: Self::DEFAULT_PARALLELISM,
             batch_lines: Self::DEFAULT_BATCH_LINES,
+            include_referenced: Vec::new(),
         }
     }
 }
@@ -102,6 +110,11 @@ impl ExportHandler {
             destination,
             config,
         }
+    }
+
+    /// `export.include_referenced`: what a kick-off records in its request.
+    pub fn include_referenced(&self) -> &[ResourceType] {
+        &self.config.include_referenced
     }
 
     /// Where to get file `name` of export job `job`: `None` unless the

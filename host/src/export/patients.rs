@@ -3,10 +3,11 @@
 //! their compartments is written.
 //!
 //! Deduplication keeps no memory of what was written: a resource goes out
-//! under the smallest-id exported patient whose compartment holds it
-//! (membership computed from the version's body with the same rules the
-//! compartment index uses). Every unit can decide that on its own, in any
-//! order, on a resumed attempt too.
+//! under the smallest-id exported patient whose compartment holds it and
+//! whose window includes it (membership computed from the version's body
+//! with the same rules the compartment index uses; with `_since`, an
+//! unchanged resource is in the window of members added since only). Every
+//! unit can decide that on its own, in any order, on a resumed attempt too.
 
 use crate::fhir::compartment::patients_of;
 use crate::fhir::resource::Resource;
@@ -86,15 +87,20 @@ impl Patients {
         }
     }
 
-    /// Whether `cur`, found in `patient`'s compartment, is written under
-    /// `patient`: no exported patient with a smaller id has it in its
-    /// compartment. Membership is judged on the version at the snapshot (a
-    /// tombstone's on the version it deleted), like the compartment index.
+    /// Whether `cur`, found in `patient`'s compartment and in its window,
+    /// is written under `patient`: no exported patient with a smaller id has
+    /// it in its compartment and window. Every window holds a resource that
+    /// changed after `_since` (`changed`); one that did not is only in the
+    /// windows of the patients in `whole` (sorted: exported whole). Membership
+    /// is judged on the version at the snapshot (a tombstone's on the version
+    /// it deleted), like the compartment index.
     pub fn owns(
         &self,
         snapshot: &Snapshot,
         patient: &ResourceId,
         cur: &StoredVersion,
+        changed: bool,
+        whole: &[ResourceId],
     ) -> Result<bool, StoreError> {
         let body = if cur.meta.deleted {
             snapshot.deleted_body(cur)?.body
@@ -117,7 +123,11 @@ impl Patients {
             if q.as_str() >= patient.as_str() {
                 break;
             }
-            if self.exports(snapshot, &q)? {
+            let in_window = changed
+                || whole
+                    .binary_search_by(|w| w.as_str().cmp(q.as_str()))
+                    .is_ok();
+            if in_window && self.exports(snapshot, &q)? {
                 return Ok(false);
             }
         }

@@ -12,18 +12,16 @@ use std::sync::Arc;
 use crate::fhir::compartment::can_be_in_compartment;
 use crate::fhir::outcome::IssueSeverity;
 use crate::fhir::{IssueType, OperationOutcome, ResourceId, ResourceType};
-use crate::plugins::{GroupMembers, PluginSet};
+use crate::plugins::PluginSet;
 
 use super::elements::Elements;
 use super::error::ExportError;
 use super::filter::Filters;
+use super::groups;
 use super::patients::Patients;
 use super::request::{ExportLevel, ExportRequest};
 use super::select::Window;
 use super::snapshot::Snapshot;
-
-/// Patient ids asked of the group resolver per call.
-const MEMBERS_PAGE: u32 = 1000;
 
 /// What one unit scans.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,6 +30,9 @@ pub enum Work {
     Type(ResourceType),
     /// Patient/Group level: the compartments of one partition of the patients.
     Patients,
+    /// Patient/Group level, after every `Patients` unit: the resources of
+    /// the `referenced` types that exported resources reference.
+    Referenced,
 }
 
 #[derive(Clone, Debug)]
@@ -44,10 +45,21 @@ pub struct Unit {
     pub work: Work,
 }
 
+/// The name of the unit of referenced resources in the checkpoint.
+pub const REFERENCED_UNIT: &str = "referenced";
+
 pub struct Plan {
+    /// What the scans export: every type at system level, compartment
+    /// types at Patient/Group level.
     pub types: BTreeSet<ResourceType>,
+    /// Types outside the compartments added for being referenced (empty at
+    /// system level).
+    pub referenced: BTreeSet<ResourceType>,
     /// `Some` at Patient/Group level.
     pub patients: Option<Patients>,
+    /// With `_since` at Group level: the members added to the Group since,
+    /// sorted. Their compartments are exported whole.
+    pub added: Vec<ResourceId>,
     pub filters: Filters,
     pub elements: Elements,
     pub window: Window,
@@ -77,17 +89,23 @@ impl Plan {
             .collect();
         let compartment = request.level != ExportLevel::System;
         let types = types(request, compartment, &mut warnings);
-        let patients = match &request.level {
-            ExportLevel::System => None,
-            ExportLevel::Patient => Some(listed(request, snapshot, &mut warnings)?),
+        let (patients, added) = match &request.level {
+            ExportLevel::System => (None, Vec::new()),
+            ExportLevel::Patient => (Some(listed(request, snapshot, &mut warnings)?), Vec::new()),
             ExportLevel::Group { id } => {
-                Some(group(id, request, plugins, snapshot, &mut warnings)?)
+                let (patients, added) = group(id, request, plugins, snapshot, &mut warnings)?;
+                (Some(patients), added)
             }
         };
+        let referenced: BTreeSet<ResourceType> = match patients {
+            Some(_) => request.referenced.iter().copied().collect(),
+            None => BTreeSet::new(),
+        };
+        let written: BTreeSet<ResourceType> = types.union(&referenced).copied().collect();
         let (filters, dropped) = Filters::compile(
             &plugins.type_filter,
             &request.type_filters,
-            &types,
+            &written,
             request.lenient,
         )?;
         warnings.extend(dropped);
@@ -103,21 +121,33 @@ impl Plan {
                 .collect(),
             Some(patients) => {
                 let parts = partitions.unwrap_or_else(|| patients.partitions(parallelism));
-                (1..=parts)
+                let mut units: Vec<Unit> = (1..=parts)
                     .map(|part| Unit {
                         name: format!("part-{part}"),
                         part,
                         parts,
                         work: Work::Patients,
                     })
-                    .collect()
+                    .collect();
+                // Its types are written by no other unit: part 1 of 1.
+                if !referenced.is_empty() {
+                    units.push(Unit {
+                        name: REFERENCED_UNIT.into(),
+                        part: 1,
+                        parts: 1,
+                        work: Work::Referenced,
+                    });
+                }
+                units
             }
         };
         Ok(Plan {
-            elements: Elements::new(&request.elements, types.iter().copied()),
+            elements: Elements::new(&request.elements, written.iter().copied()),
             window: Window::of(request),
             types,
+            referenced,
             patients,
+            added,
             filters,
             warnings,
             units,
@@ -130,7 +160,8 @@ fn warning(code: IssueType, diagnostics: String) -> OperationOutcome {
 }
 
 /// `_type`, or every type the level allows. The edge refuses types a level
-/// cannot export unless lenient; any left are dropped with a warning.
+/// cannot export unless lenient; any left are dropped with a warning (but
+/// the referenced types, which the `Referenced` unit writes).
 fn types(
     request: &ExportRequest,
     compartment: bool,
@@ -144,7 +175,7 @@ fn types(
     for t in &request.types {
         if allowed(*t) {
             types.insert(*t);
-        } else {
+        } else if !request.referenced.contains(t) {
             warnings.push(warning(
                 IssueType::NotSupported,
                 format!("_type {t} was ignored: this export level cannot contain {t} resources"),
@@ -185,59 +216,42 @@ fn listed(
     Ok(Patients::Listed(ids))
 }
 
-/// Group level: the members the group-resolver plugin hands out, narrowed
-/// to the `patient` parameter's when given.
+/// Group level: the members the group-resolver plugin hands out (what it
+/// reported about members it left out goes to the error file), narrowed to
+/// the `patient` parameter's when given; and with `_since`, those of them
+/// added to the Group since then.
 fn group(
     id: &ResourceId,
     request: &ExportRequest,
     plugins: &PluginSet,
     snapshot: &Arc<Snapshot>,
     warnings: &mut Vec<OperationOutcome>,
-) -> Result<Patients, ExportError> {
-    let group_type = ResourceType::parse("Group").ok_or_else(|| ExportError::Corrupt {
-        what: "resource type list",
-        message: "it has no Group".into(),
-    })?;
-    let Some(group) = snapshot.live(group_type, id)? else {
-        return Err(ExportError::GroupNotFound(id.clone()));
-    };
-    let reader = snapshot.clone();
-    let mut members =
-        match GroupMembers::resolve(&plugins.group_resolver, &group.body, snapshot.at(), reader)? {
-            Ok(members) => members,
-            Err(issues) => {
-                return Err(ExportError::GroupRefused {
-                    id: id.clone(),
-                    issues,
-                });
+) -> Result<(Patients, Vec<ResourceId>), ExportError> {
+    let resolved = groups::resolve(id, plugins, snapshot)?;
+    warnings.extend(groups::report_lines(id, resolved.reported));
+    let members = resolved.members;
+    let members = if request.patients.is_empty() {
+        members
+    } else {
+        let mut ids = Vec::new();
+        let mut outside = Vec::new();
+        for patient in sorted(request.patients.iter().cloned()) {
+            if members.binary_search(&patient).is_ok() {
+                ids.push(patient);
+            } else {
+                outside.push(format!(
+                    "Patient/{patient} is not a member of Group/{id} at the export's transaction time"
+                ));
             }
-        };
-    let mut ids = Vec::new();
-    loop {
-        let page = members.next_page(MEMBERS_PAGE)?;
-        if page.is_empty() {
-            break;
         }
-        // The plugin checks every id's syntax.
-        ids.extend(page.iter().filter_map(|m| ResourceId::parse(m)));
-    }
-    let members = sorted(ids);
-    if request.patients.is_empty() {
-        return Ok(Patients::Listed(members));
-    }
-    let mut ids = Vec::new();
-    let mut outside = Vec::new();
-    for patient in sorted(request.patients.iter().cloned()) {
-        if members.binary_search(&patient).is_ok() {
-            ids.push(patient);
-        } else {
-            outside.push(format!(
-                "Patient/{patient} is not a member of Group/{id} at the export's transaction time"
-            ));
-        }
-    }
-    refuse_or_warn(request, outside, warnings)?;
-    Ok(Patients::Listed(ids))
+        refuse_or_warn(request, outside, warnings)?;
+        ids
+    };
+    let added = match request.since {
+        Some(since) => groups::added_since(id, &members, since, plugins, snapshot, warnings)?,
+        None => Vec::new(),
+    };
+    Ok((Patients::Listed(members), added))
 }
 
 /// A `patient` outside the population is an error (the IG's SHOULD), or

@@ -67,6 +67,11 @@ pub struct ExportRequest {
     pub elements: Vec<(Option<ResourceType>, String)>,
     /// `patient` (POST, Patient/Group level): narrows to these patients.
     pub patients: Vec<ResourceId>,
+    /// Patient/Group level: the types outside every compartment whose
+    /// resources the exported ones reference are exported too
+    /// (`export.include_referenced` at kick-off, narrowed by `_type`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub referenced: Vec<ResourceType>,
     pub associated: Associated,
     /// `_container`: output folder name, checked for traversal.
     pub container: Option<String>,

@@ -27,7 +27,7 @@ use super::checkpoint::{Checkpoint, Position, StreamState, UnitState};
 use super::error::ExportError;
 use super::files::{Kind, Lines, Stream, Target, job_folder};
 use super::manifest::{ExportResult, ResultFile};
-use super::plan::{Plan, Unit};
+use super::plan::{Plan, Unit, Work};
 use super::request::ExportRequest;
 use super::snapshot::Snapshot;
 use super::unit::{Shared, UnitRun};
@@ -124,7 +124,12 @@ fn attempt(
     if !errors_written {
         write_errors(&shared, &plan.warnings)?;
     }
-    run_units(&shared, pending, config.parallelism)?;
+    // The referenced unit exports what the others collected: it runs last.
+    let (last, first): (Vec<_>, Vec<_>) = pending
+        .into_iter()
+        .partition(|(u, _)| u.work == Work::Referenced);
+    run_units(&shared, first, config.parallelism)?;
+    run_units(&shared, last, config.parallelism)?;
     let checkpoint = lock.into_inner().unwrap_or_else(PoisonError::into_inner);
     serde_json::to_value(result(request, &checkpoint)).map_err(|e| ExportError::Corrupt {
         what: "result",

@@ -29,6 +29,15 @@ impl Window {
         }
     }
 
+    /// The window of a patient whose compartment is exported whole despite
+    /// `_since` (a member added to the Group since then).
+    pub fn whole(self) -> Window {
+        Window {
+            since: None,
+            ..self
+        }
+    }
+
     /// Whether a resource whose version current at the snapshot is `cur`
     /// can produce anything: with `_since`, only if it changed after it
     /// (its current version is its newest up to the snapshot).

@@ -1,11 +1,9 @@
 //! The store as of the export's transaction time: point reads, version
-//! windows and the last live body of a deleted resource. Also what the
-//! group-resolver plugin's `fhir-read` import reads through.
+//! windows and the last live body of a deleted resource.
 
 use std::sync::Arc;
 
 use crate::fhir::{Instant, ResourceId, ResourceType};
-use crate::plugins::SnapshotReader;
 use crate::store::{HistoryQuery, HistoryScope, Store, StoreError, StoredVersion};
 
 /// Versions asked for per history page when listing one resource's versions.
@@ -24,6 +22,14 @@ impl Snapshot {
 
     pub fn at(&self) -> Instant {
         self.at
+    }
+
+    /// The same store at another instant.
+    pub fn as_of(&self, at: Instant) -> Snapshot {
+        Snapshot {
+            store: self.store.clone(),
+            at,
+        }
     }
 
     pub fn store(&self) -> &dyn Store {
@@ -99,18 +105,5 @@ impl Snapshot {
         }
         out.reverse();
         Ok(out)
-    }
-}
-
-impl SnapshotReader for Snapshot {
-    fn read(&self, resource_type: &str, id: &str) -> Result<Option<Vec<u8>>, String> {
-        // A type or id that cannot exist is simply not there.
-        let (Some(rtype), Some(id)) = (ResourceType::parse(resource_type), ResourceId::parse(id))
-        else {
-            return Ok(None);
-        };
-        self.live(rtype, &id)
-            .map(|v| v.map(|v| v.body.to_vec()))
-            .map_err(|e| e.to_string())
     }
 }

@@ -2,7 +2,7 @@
 //! of the patients), select versions, batch lines per type, filter, render,
 //! write; checkpoint after every file committed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 
@@ -18,7 +18,7 @@ use super::elements::subset;
 use super::error::ExportError;
 use super::files::{Kind, Lines, Stream, Target};
 use super::patients::Patients;
-use super::plan::{Plan, Unit, Work};
+use super::plan::{Plan, REFERENCED_UNIT, Unit, Work};
 use super::select::{Emit, select};
 use super::snapshot::Snapshot;
 
@@ -105,7 +105,13 @@ impl<'a> Lane<'a> {
     }
 
     /// Filters, renders and writes the batch; whether a file was committed.
-    fn flush(&mut self, shared: &Shared) -> Result<bool, ExportError> {
+    /// The references of the lines written to resources of the plan's
+    /// referenced types go into `referenced`.
+    fn flush(
+        &mut self,
+        shared: &Shared,
+        referenced: &mut BTreeSet<String>,
+    ) -> Result<bool, ExportError> {
         if self.buffer.is_empty() {
             return Ok(false);
         }
@@ -124,8 +130,16 @@ impl<'a> Lane<'a> {
             vec![true; batch.len()]
         };
         self.lines.clear();
+        // Only compartment resources (not the referenced ones themselves,
+        // nor deletions) bring referenced resources in.
+        let collect = !plan.referenced.is_empty()
+            && !plan.referenced.contains(&self.rtype)
+            && !matches!(self.stream.kind(), Kind::Deleted(_));
         for (p, keep) in batch.into_iter().zip(verdicts) {
             if keep {
+                if collect {
+                    references_to(p.emit.body(), &plan.referenced, referenced);
+                }
                 render(self.rtype, plan, &p.emit, &mut self.lines, p.pos, p.floor)?;
             }
         }
@@ -191,6 +205,8 @@ pub struct UnitRun<'a> {
     cursor: Option<String>,
     output: BTreeMap<ResourceType, Lane<'a>>,
     deleted: BTreeMap<ResourceType, Lane<'a>>,
+    /// `Type/id` of referenced resources to export (see `UnitState`).
+    referenced: BTreeSet<String>,
 }
 
 impl<'a> UnitRun<'a> {
@@ -208,6 +224,7 @@ impl<'a> UnitRun<'a> {
             cursor: state.resume_after,
             output: lanes(state.output, false),
             deleted: lanes(state.deleted, true),
+            referenced: state.referenced,
         }
     }
 
@@ -219,6 +236,7 @@ impl<'a> UnitRun<'a> {
                 Some(patients) => self.scan_patients(patients),
                 None => Ok(()),
             },
+            Work::Referenced => self.scan_referenced(),
         }
         .and_then(|()| self.finish());
         if result.is_err() {
@@ -268,11 +286,22 @@ impl<'a> UnitRun<'a> {
         for patient in iter {
             let patient = patient?;
             self.shared.check()?;
+            let window = if plan.added.binary_search(&patient).is_ok() {
+                plan.window.whole()
+            } else {
+                plan.window
+            };
             for cur in snapshot.store().compartment(&patient, snapshot.at())? {
                 let cur = cur?;
                 if !plan.types.contains(&cur.rtype)
-                    || !plan.window.touches(&cur)
-                    || !patients.owns(snapshot, &patient, &cur)?
+                    || !window.touches(&cur)
+                    || !patients.owns(
+                        snapshot,
+                        &patient,
+                        &cur,
+                        plan.window.touches(&cur),
+                        &plan.added,
+                    )?
                 {
                     continue;
                 }
@@ -281,11 +310,53 @@ impl<'a> UnitRun<'a> {
                     id: cur.id.as_str().to_owned(),
                 };
                 let rtype = cur.rtype;
-                for emit in select(snapshot, cur, &plan.window)? {
+                for emit in select(snapshot, cur, &window)? {
                     self.push(rtype, emit, &pos)?;
                 }
             }
             self.cursor = Some(patient.into_string());
+        }
+        Ok(())
+    }
+
+    /// The referenced resources the patient units collected (in their
+    /// final checkpoints: this unit runs after them), in `Type/id` order, as
+    /// of the snapshot, whatever `_since` says; one that does not exist
+    /// then is skipped.
+    fn scan_referenced(&mut self) -> Result<(), ExportError> {
+        let keys: BTreeSet<String> = {
+            let checkpoint = self
+                .shared
+                .checkpoint
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            checkpoint
+                .units
+                .iter()
+                .filter(|(name, _)| name.as_str() != REFERENCED_UNIT)
+                .flat_map(|(_, unit)| unit.referenced.iter().cloned())
+                .collect()
+        };
+        let snapshot = self.shared.snapshot;
+        let after = self.cursor.clone();
+        for key in keys
+            .into_iter()
+            .filter(|k| after.as_deref().is_none_or(|a| k.as_str() > a))
+        {
+            self.shared.check()?;
+            let parsed = key
+                .split_once('/')
+                .and_then(|(t, id)| Some((ResourceType::parse(t)?, ResourceId::parse(id)?)));
+            if let Some((rtype, id)) = parsed
+                && let Some(live) = snapshot.live(rtype, &id)?
+            {
+                let pos = Position {
+                    patient: String::new(),
+                    id: key.clone(),
+                };
+                self.push(rtype, Emit::Live(live), &pos)?;
+            }
+            self.cursor = Some(key);
         }
         Ok(())
     }
@@ -314,7 +385,7 @@ impl<'a> UnitRun<'a> {
             floor,
         });
         let full = lane.buffer.len() >= shared.batch_lines || lane.buffered >= MAX_BATCH_BYTES;
-        if full && lane.flush(shared)? {
+        if full && lane.flush(shared, &mut self.referenced)? {
             self.save(false)?;
         }
         Ok(())
@@ -324,7 +395,7 @@ impl<'a> UnitRun<'a> {
     /// as done.
     fn finish(&mut self) -> Result<(), ExportError> {
         for lane in self.output.values_mut().chain(self.deleted.values_mut()) {
-            lane.flush(self.shared)?;
+            lane.flush(self.shared, &mut self.referenced)?;
             lane.stream.finish()?;
         }
         self.save(true)
@@ -350,6 +421,7 @@ impl<'a> UnitRun<'a> {
             resume_after,
             output: streams(&self.output),
             deleted: streams(&self.deleted),
+            referenced: self.referenced.clone(),
         };
         let name = self.unit.name.clone();
         self.shared.save(|checkpoint| {
@@ -372,4 +444,49 @@ fn new_lane<'a>(
     };
     let stream = Stream::new(shared.target, kind, unit.part, unit.parts, state);
     Lane::new(stream, rtype)
+}
+
+/// Adds to `out` the `Type/id` of every relative reference in `body` (stored
+/// compact JSON, where a `"reference":"` outside a string value cannot occur
+/// unescaped) to a resource of one of `types`; a version suffix is dropped.
+fn references_to(body: &[u8], types: &BTreeSet<ResourceType>, out: &mut BTreeSet<String>) {
+    const KEY: &[u8] = b"\"reference\":\"";
+    let mut rest = body;
+    while let Some(at) = rest.windows(KEY.len()).position(|w| w == KEY) {
+        rest = &rest[at + KEY.len()..];
+        let end = rest.iter().position(|b| *b == b'"').unwrap_or(rest.len());
+        let value = &rest[..end];
+        rest = &rest[end..];
+        let Ok(value) = std::str::from_utf8(value) else {
+            continue;
+        };
+        let value = value.split("/_history/").next().unwrap_or(value);
+        let Some((rtype, id)) = value.split_once('/') else {
+            continue;
+        };
+        let known = ResourceType::parse(rtype).is_some_and(|t| types.contains(&t));
+        if known && ResourceId::parse(id).is_some() {
+            out.insert(value.to_owned());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_relative_references_of_the_listed_types() {
+        let types: BTreeSet<ResourceType> = ["Practitioner", "Organization"]
+            .into_iter()
+            .map(|t| ResourceType::parse(t).unwrap())
+            .collect();
+        let body = br##"{"resourceType":"Encounter","subject":{"reference":"Patient/p"},"participant":[{"individual":{"reference":"Practitioner/d1","display":"\"reference\":\"Practitioner/fake\""}}],"serviceProvider":{"reference":"Organization/o1/_history/3"},"x":{"reference":"#contained"},"y":{"reference":"http://elsewhere/Practitioner/d9"},"z":{"reference":"Practitioner/d1"}}"##;
+        let mut out = BTreeSet::new();
+        references_to(body, &types, &mut out);
+        assert_eq!(
+            out.into_iter().collect::<Vec<_>>(),
+            ["Organization/o1", "Practitioner/d1"]
+        );
+    }
 }

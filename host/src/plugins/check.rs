@@ -10,7 +10,7 @@ use semver::Version;
 use super::PluginKind;
 use super::error::{Fault, PluginError};
 use super::export_sink::{FileInfo, SinkWriter};
-use super::group_resolver::{GroupMembers, SnapshotReader};
+use super::group_resolver::{GroupMembers, SearchError, SnapshotReader};
 use super::import_validator::{ValidationSession, Verdict};
 use super::runtime::{LoadedPlugin, Runtime};
 use super::type_filter::TypeFilter;
@@ -77,8 +77,9 @@ const PATIENTS: &[u8] =
     b"{\"resourceType\":\"Patient\",\"id\":\"smoke-1\",\"gender\":\"female\"}\n\
 {\"resourceType\":\"Patient\",\"id\":\"smoke-2\",\"gender\":\"male\"}\n";
 
-/// Answers every read with a minimal Patient, so resolvers that check
-/// membership against the store see every member as existing.
+/// Answers every read with a minimal resource, so resolvers that check
+/// membership against the store see every member as existing, and every
+/// search with the two smoke Patients.
 struct EveryPatientExists;
 
 impl SnapshotReader for EveryPatientExists {
@@ -86,6 +87,14 @@ impl SnapshotReader for EveryPatientExists {
         Ok(Some(
             format!("{{\"resourceType\":\"{resource_type}\",\"id\":\"{id}\"}}").into_bytes(),
         ))
+    }
+
+    fn check(&self, _query: &str) -> Result<(), SearchError> {
+        Ok(())
+    }
+
+    fn patients_matching(&self, _query: &str) -> Result<Vec<String>, SearchError> {
+        Ok(vec!["smoke-1".into(), "smoke-2".into()])
     }
 }
 

@@ -162,6 +162,29 @@ fn issue_type(code: &str) -> Option<IssueType> {
     })
 }
 
+/// OperationOutcome issues in the contract's shape, for answers the host
+/// gives a plugin (a search engine's refusal of a query).
+pub(super) fn issues_to_wit(issues: &[Issue]) -> Vec<types::Issue> {
+    issues
+        .iter()
+        .map(|i| types::Issue {
+            severity: match i.severity {
+                IssueSeverity::Fatal => types::Severity::Fatal,
+                IssueSeverity::Error => types::Severity::Error,
+                IssueSeverity::Warning => types::Severity::Warning,
+                IssueSeverity::Information => types::Severity::Information,
+            },
+            // `IssueType` serialises as its R4 code.
+            code: serde_json::to_value(i.code)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_else(|| "processing".into()),
+            diagnostics: i.diagnostics.clone().unwrap_or_default(),
+            expression: i.expression.clone(),
+        })
+        .collect()
+}
+
 /// A guest-reported `plugin-error`: the call ran to completion and the
 /// instance stays usable.
 pub(super) fn reported(

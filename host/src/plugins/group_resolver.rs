@@ -1,6 +1,7 @@
 //! Group membership through a `group-resolver-plugin`.
 
 use std::collections::HashSet;
+use std::mem;
 use std::sync::Arc;
 
 use wasmtime::component::ResourceAny;
@@ -14,12 +15,38 @@ use crate::fhir::outcome::Issue;
 const RESOLVE: &str = "group-resolver resolve";
 const NEXT_PAGE: &str = "group-resolver next-page";
 
-/// The store as of an export's snapshot, as the plugin's `fhir-read`
-/// import sees it. Implemented by the export (over `Store`), and by tests.
+/// The store as of an export's snapshot, as the plugin's `fhir-read` and
+/// `fhir-search` imports see it. Implemented by the export (over `Store`
+/// and the type-filter plugin), and by tests.
 pub trait SnapshotReader: Send + Sync {
     /// The resource's JSON at the snapshot; `None` when it did not exist
     /// or was deleted then. `Err` is a message for the plugin.
     fn read(&self, resource_type: &str, id: &str) -> Result<Option<Vec<u8>>, String>;
+
+    /// Whether `query` (`Type?params`) can be evaluated, without evaluating it.
+    fn check(&self, query: &str) -> Result<(), SearchError>;
+
+    /// The ids, sorted and distinct, of the Patients live at the snapshot
+    /// that match `query` or whose compartment holds a resource matching it.
+    fn patients_matching(&self, query: &str) -> Result<Vec<String>, SearchError>;
+}
+
+/// Why a `fhir-search` query gave no answer.
+#[derive(Debug)]
+pub enum SearchError {
+    /// The query cannot be evaluated: issues for the Group's author.
+    Refused(Vec<Issue>),
+    /// The store or the search engine failed.
+    Failed(String),
+}
+
+/// What the plugin reported through `export-issues` during a session, for
+/// the export's error file.
+#[derive(Debug, Default)]
+pub struct Reported {
+    pub issues: Vec<Issue>,
+    /// Issues beyond the cap the host keeps (`MAX_REPORTED`), counted only.
+    pub dropped: u64,
 }
 
 /// The members of one Group, handed out page by page.
@@ -51,6 +78,7 @@ impl GroupMembers {
                 .members()
                 .call_resolve(store, group, &snapshot)
         })?;
+        check_reports(&mut instance, RESOLVE)?;
         match resolved {
             Ok(members) => Ok(Ok(GroupMembers {
                 instance,
@@ -77,6 +105,7 @@ impl GroupMembers {
                     .call_next_page(store, members, max)
             })?
             .map_err(|e| reported(self.instance.plugin().name(), NEXT_PAGE, e))?;
+        check_reports(&mut self.instance, NEXT_PAGE)?;
         if page.len() > max as usize {
             let message = format!("{} ids for a page of at most {max}", page.len());
             return Err(self.instance.violation(NEXT_PAGE, message));
@@ -94,5 +123,30 @@ impl GroupMembers {
             }
         }
         Ok(page)
+    }
+}
+
+impl GroupMembers {
+    /// Takes what the plugin reported so far.
+    pub fn take_reported(&mut self) -> Reported {
+        match self.instance.state_mut() {
+            Some(state) => mem::take(&mut state.reported),
+            None => Reported::default(),
+        }
+    }
+}
+
+/// A malformed report (an issue code outside R4's) breaks the contract like
+/// a malformed answer: the call that made it fails.
+fn check_reports(
+    instance: &mut Instance<GroupResolverPlugin>,
+    operation: &'static str,
+) -> Result<(), PluginError> {
+    let violation = instance
+        .state_mut()
+        .and_then(|state| state.report_violation.take());
+    match violation {
+        Some(message) => Err(instance.violation(operation, message)),
+        None => Ok(()),
     }
 }

@@ -51,7 +51,7 @@ pub use cache::CacheOutcome;
 pub use check::{CheckReport, check_component};
 pub use error::{Fault, PluginError, ReloadError};
 pub use export_sink::{FileInfo, Finished, SinkWriter};
-pub use group_resolver::{GroupMembers, SnapshotReader};
+pub use group_resolver::{GroupMembers, Reported, SearchError, SnapshotReader};
 pub use import_validator::{ValidationSession, Verdict};
 pub use registry::{PluginRegistry, PluginSet};
 pub use runtime::{LoadedPlugin, Runtime};

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use semver::Version;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store, Trap};
+use wasmtime::{Config, Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtx};
 
 use super::PluginKind;
@@ -336,10 +336,23 @@ impl LoadedPlugin {
             plugin: self.name.clone(),
             config: self.config.clone(),
             reader,
+            reported: Default::default(),
+            report_violation: None,
+            host_busy: Duration::ZERO,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        store.epoch_deadline_trap();
+        // The deadline is the plugin's own time: what the host spent in its
+        // imports (store reads, searches) extends it by as much.
+        store.epoch_deadline_callback(|mut ctx| {
+            let busy = std::mem::take(&mut ctx.data_mut().host_busy);
+            let credit = (busy.as_millis() / EPOCH_TICK.as_millis()) as u64;
+            Ok(if credit > 0 {
+                UpdateDeadline::Continue(credit)
+            } else {
+                UpdateDeadline::Interrupt
+            })
+        });
         Ok(store)
     }
 
@@ -353,6 +366,7 @@ impl LoadedPlugin {
             + 1;
         store.set_epoch_deadline(ticks);
         store.data_mut().limiter.refused = false;
+        store.data_mut().host_busy = Duration::ZERO;
         if let Some(fuel) = self.limits.fuel {
             store
                 .set_fuel(fuel)
@@ -470,6 +484,11 @@ impl<B> Instance<B> {
 
     pub(super) fn plugin(&self) -> &LoadedPlugin {
         &self.plugin
+    }
+
+    /// The live instance's host state; `None` once discarded.
+    pub(super) fn state_mut(&mut self) -> Option<&mut HostState> {
+        self.live.as_mut().map(|(store, _)| store.data_mut())
     }
 
     /// One call into the guest under the plugin's limits. Any error

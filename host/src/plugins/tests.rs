@@ -66,7 +66,7 @@ fn default_type_filter_agrees_with_native_code() {
         "status=final",
         "category=vital-signs&code=29463-7",
     ] {
-        let native = type_filter_core::compile("Observation", query)
+        let native = fhir_search::compile("Observation", query)
             .unwrap()
             .evaluate(&batch)
             .unwrap();
@@ -198,7 +198,8 @@ fn an_incompatible_wit_version_is_refused_naming_both_versions() {
     assert!(matches!(e.fault, Fault::VersionRefused { .. }), "{e}");
     let message = e.to_string();
     assert!(
-        message.contains("hearth:plugin@0.2.0") && message.contains("hearth:plugin@0.1.0"),
+        message.contains("hearth:plugin@0.2.0")
+            && message.contains(&format!("hearth:plugin@{WIT_VERSION}")),
         "{message}"
     );
     assert!(message.contains("future_version.wasm"), "{message}");
@@ -478,21 +479,102 @@ fn other_work_goes_on_while_a_plugin_spins() {
     ));
 }
 
-struct Patients(Vec<&'static str>);
+/// A store for the group-resolver tests: Patients and Groups by id, and the
+/// answer to each query the fake search engine supports.
+#[derive(Default)]
+struct Fake {
+    patients: Vec<&'static str>,
+    groups: Vec<(&'static str, String)>,
+    searches: Vec<(&'static str, Vec<&'static str>)>,
+    /// How long each search takes (host time, not the plugin's).
+    search_time: Duration,
+}
 
-impl SnapshotReader for Patients {
-    fn read(&self, resource_type: &str, id: &str) -> Result<Option<Vec<u8>>, String> {
-        Ok((resource_type == "Patient" && self.0.contains(&id))
-            .then(|| format!(r#"{{"id":"{id}"}}"#).into_bytes()))
+impl Fake {
+    fn patients(ids: &[&'static str]) -> Fake {
+        Fake {
+            patients: ids.to_vec(),
+            ..Fake::default()
+        }
     }
+}
+
+impl SnapshotReader for Fake {
+    fn read(&self, resource_type: &str, id: &str) -> Result<Option<Vec<u8>>, String> {
+        Ok(match resource_type {
+            "Patient" => self
+                .patients
+                .contains(&id)
+                .then(|| format!(r#"{{"resourceType":"Patient","id":"{id}"}}"#).into_bytes()),
+            "Group" => self
+                .groups
+                .iter()
+                .find(|(g, _)| *g == id)
+                .map(|(_, body)| body.clone().into_bytes()),
+            _ => None,
+        })
+    }
+
+    fn check(&self, query: &str) -> Result<(), SearchError> {
+        if self.searches.iter().any(|(q, _)| *q == query) {
+            return Ok(());
+        }
+        Err(SearchError::Refused(vec![crate::fhir::outcome::Issue {
+            severity: crate::fhir::outcome::IssueSeverity::Error,
+            code: IssueType::NotSupported,
+            diagnostics: Some(format!("the fake engine does not know '{query}'")),
+            expression: Vec::new(),
+        }]))
+    }
+
+    fn patients_matching(&self, query: &str) -> Result<Vec<String>, SearchError> {
+        std::thread::sleep(self.search_time);
+        self.check(query)?;
+        let (_, ids) = self.searches.iter().find(|(q, _)| *q == query).unwrap();
+        Ok(ids.iter().map(|id| id.to_string()).collect())
+    }
+}
+
+fn group_resolver() -> Arc<LoadedPlugin> {
+    runtime()
+        .load(PluginKind::GroupResolver, &PluginConfig::default())
+        .unwrap()
+}
+
+/// Every member, paging by `page`.
+fn all_members(members: &mut GroupMembers, page: u32) -> Vec<String> {
+    let mut out = Vec::new();
+    loop {
+        let next = members.next_page(page).unwrap();
+        if next.is_empty() {
+            return out;
+        }
+        out.extend(next);
+    }
+}
+
+fn resolve_at(
+    plugin: &Arc<LoadedPlugin>,
+    group: &str,
+    at: &str,
+    store: Fake,
+) -> Result<GroupMembers, Vec<crate::fhir::outcome::Issue>> {
+    let at = crate::fhir::Instant::parse(at).unwrap();
+    GroupMembers::resolve(plugin, group.as_bytes(), at, Arc::new(store)).unwrap()
+}
+
+fn diagnostics_of(issues: &[crate::fhir::outcome::Issue]) -> String {
+    issues
+        .iter()
+        .filter_map(|i| i.diagnostics.clone())
+        .collect::<Vec<_>>()
+        .join(" | ")
 }
 
 #[test]
 fn default_group_resolver_pages_active_members_at_the_snapshot() {
-    let plugin = runtime()
-        .load(PluginKind::GroupResolver, &PluginConfig::default())
-        .unwrap();
-    let group = br#"{"resourceType":"Group","id":"g","type":"person","actual":true,"member":[
+    let plugin = group_resolver();
+    let group = r#"{"resourceType":"Group","id":"g","type":"person","actual":true,"member":[
         {"entity":{"reference":"Patient/a"}},
         {"entity":{"reference":"Patient/b"},"inactive":true},
         {"entity":{"reference":"Patient/c"},"period":{"end":"2020-01-01"}},
@@ -502,30 +584,274 @@ fn default_group_resolver_pages_active_members_at_the_snapshot() {
         {"entity":{"reference":"Patient/gone"}},
         {"entity":{"reference":"Patient/f"},"period":{"start":"2023-01-01T00:00:00Z"}}
     ]}"#;
-    let reader = Arc::new(Patients(vec!["a", "b", "c", "d", "f"]));
-    let snapshot = crate::fhir::Instant::parse("2021-03-04T05:06:07Z").unwrap();
-    let mut members = GroupMembers::resolve(&plugin, group, snapshot, reader.clone())
-        .unwrap()
-        .unwrap();
+    let store = || Fake::patients(&["a", "b", "c", "d", "f"]);
+    let mut members = resolve_at(&plugin, group, "2021-03-04T05:06:07Z", store()).unwrap();
     assert_eq!(members.next_page(1).unwrap(), vec!["a"]);
     assert_eq!(members.next_page(10).unwrap(), vec!["d"]);
     assert!(members.next_page(10).unwrap().is_empty());
+    // The Practitioner and the missing Patient are reported, not fatal.
+    let reported = members.take_reported();
+    let text = diagnostics_of(&reported.issues);
+    assert_eq!(reported.issues.len(), 2, "{text}");
+    assert!(text.contains("'Practitioner/e' is not a reference to a Patient or a Group"));
+    assert!(text.contains("Patient/gone does not exist"), "{text}");
+    assert_eq!(reported.issues[1].code, IssueType::NotFound);
+    assert!(members.take_reported().issues.is_empty(), "taken once");
 
-    let later = crate::fhir::Instant::parse("2024-05-01T08:30:00Z").unwrap();
-    let mut members = GroupMembers::resolve(&plugin, group, later, reader.clone())
-        .unwrap()
-        .unwrap();
+    let mut members = resolve_at(&plugin, group, "2024-05-01T08:30:00Z", store()).unwrap();
     assert_eq!(
-        members.next_page(10).unwrap(),
+        all_members(&mut members, 10),
         vec!["a", "f"],
         "d's period ended at 08:00Z"
     );
 
-    let issues = GroupMembers::resolve(&plugin, br#"{"resourceType":"Patient"}"#, later, reader)
-        .unwrap()
+    let issues = resolve_at(
+        &plugin,
+        r#"{"resourceType":"Patient"}"#,
+        "2024-05-01",
+        store(),
+    )
+    .err()
+    .unwrap();
+    assert_eq!(issues[0].code, IssueType::Invalid);
+}
+
+#[test]
+fn nested_groups_are_expanded_once_with_loops_and_a_depth_cap() {
+    let plugin = group_resolver();
+    let group = |id: &str, members: &[(&str, bool)]| {
+        let member: Vec<String> = members
+            .iter()
+            .map(|(r, inactive)| {
+                format!(r#"{{"entity":{{"reference":"{r}"}},"inactive":{inactive}}}"#)
+            })
+            .collect();
+        format!(
+            r#"{{"resourceType":"Group","id":"{id}","type":"person","actual":true,"member":[{}]}}"#,
+            member.join(",")
+        )
+    };
+    // a contains b (which contains a again, and a missing Group) and c,
+    // whose membership is inactive; b is listed twice.
+    let a = group(
+        "a",
+        &[
+            ("Patient/p1", false),
+            ("Group/b", false),
+            ("Group/c", true),
+            ("Group/b", false),
+        ],
+    );
+    let store = Fake {
+        patients: vec!["p1", "p2", "p3"],
+        groups: vec![
+            (
+                "b",
+                group(
+                    "b",
+                    &[
+                        ("Patient/p2", false),
+                        ("Group/a", false),
+                        ("Group/nowhere", false),
+                        ("Patient/p1", false),
+                    ],
+                ),
+            ),
+            ("c", group("c", &[("Patient/p3", false)])),
+        ],
+        ..Fake::default()
+    };
+    let mut members = resolve_at(&plugin, &a, "2024-01-01T00:00:00Z", store).unwrap();
+    assert_eq!(all_members(&mut members, 1), vec!["p1", "p2"]);
+    let reported = members.take_reported();
+    assert_eq!(
+        reported.issues.len(),
+        1,
+        "{}",
+        diagnostics_of(&reported.issues)
+    );
+    assert!(diagnostics_of(&reported.issues).contains("Group/nowhere does not exist"));
+
+    // A chain g0 → g1 → ... → g19, each with one Patient: 16 levels below
+    // the exported Group are followed, the 17th is reported.
+    let mut store = Fake::default();
+    let ids: Vec<&'static str> = (0..20)
+        .map(|i| &*Box::leak(format!("p{i}").into_boxed_str()))
+        .collect();
+    store.patients = ids.clone();
+    for i in 0..20 {
+        let gid: &'static str = Box::leak(format!("g{i}").into_boxed_str());
+        let next = format!("Group/g{}", i + 1);
+        store.groups.push((
+            gid,
+            group(gid, &[(&format!("Patient/p{i}"), false), (&next, false)]),
+        ));
+    }
+    let top = store.groups[0].1.clone();
+    let mut members = resolve_at(&plugin, &top, "2024-01-01T00:00:00Z", store).unwrap();
+    assert_eq!(all_members(&mut members, 100), ids[..17].to_vec());
+    let reported = diagnostics_of(&members.take_reported().issues);
+    assert!(
+        reported.contains("Group/g17 is nested more than 16 levels deep"),
+        "{reported}"
+    );
+}
+
+#[test]
+fn member_filters_narrow_members_or_select_among_all_patients() {
+    let plugin = group_resolver();
+    let searches = || {
+        vec![
+            ("Patient?gender=female", vec!["a", "c", "x", "y"]),
+            (
+                "Condition?code=http://snomed.info/sct|44054006",
+                vec!["c", "y", "z"],
+            ),
+        ]
+    };
+    let store = || Fake {
+        patients: vec!["a", "b", "c", "x", "y", "z"],
+        searches: searches(),
+        ..Fake::default()
+    };
+    let filter = |q: &str| {
+        format!(
+            r#"{{"url":"http://hl7.org/fhir/uv/bulkdata/StructureDefinition/member-filter",
+                "valueExpression":{{"language":"application/x-fhir-query","expression":"{q}"}}}}"#
+        )
+    };
+    // With members: the filter narrows them.
+    let narrowed = format!(
+        r#"{{"resourceType":"Group","id":"g","type":"person","actual":true,"name":"women",
+            "modifierExtension":[{}],
+            "member":[{{"entity":{{"reference":"Patient/a"}}}},{{"entity":{{"reference":"Patient/b"}}}},
+                      {{"entity":{{"reference":"Patient/c"}}}}]}}"#,
+        filter("Patient?gender=female")
+    );
+    let mut members = resolve_at(&plugin, &narrowed, "2024-01-01T00:00:00Z", store()).unwrap();
+    assert_eq!(all_members(&mut members, 10), vec!["a", "c"]);
+    // Without members (a person Group): every Patient all filters select.
+    let criteria = format!(
+        r#"{{"resourceType":"Group","id":"g","type":"person","actual":false,"name":"c",
+            "modifierExtension":[{},{}]}}"#,
+        filter("Condition?code=http://snomed.info/sct|44054006"),
+        filter("Patient?gender=female")
+    );
+    let mut members = resolve_at(&plugin, &criteria, "2024-01-01T00:00:00Z", store()).unwrap();
+    assert_eq!(all_members(&mut members, 1), vec!["c", "y"]);
+    assert!(members.take_reported().issues.is_empty());
+
+    // What cannot be evaluated rejects the Group, naming it.
+    let refused = |group: String| {
+        resolve_at(&plugin, &group, "2024-01-01T00:00:00Z", store())
+            .err()
+            .unwrap()
+    };
+    let issues = refused(format!(
+        r#"{{"resourceType":"Group","id":"g","type":"person","actual":false,"modifierExtension":[{}]}}"#,
+        filter("Patient?birthdate=lt1970")
+    ));
+    assert_eq!(issues[0].code, IssueType::NotSupported);
+    let text = diagnostics_of(&issues);
+    assert!(text.contains("member-filter 'Patient?birthdate=lt1970' cannot be evaluated"));
+    assert!(text.contains("the fake engine does not know"), "{text}");
+    let issues = refused(
+        r#"{"resourceType":"Group","id":"g","type":"person","actual":false,
+            "characteristic":[{"code":{"text":"diabetic"},"valueBoolean":true,"exclude":false}]}"#
+            .into(),
+    );
+    assert_eq!(issues[0].code, IssueType::NotSupported);
+    assert_eq!(issues[0].expression, vec!["Group.characteristic[0]"]);
+    assert!(diagnostics_of(&issues).contains("'diabetic'"));
+    let issues = refused(
+        r#"{"resourceType":"Group","id":"g","type":"person","actual":true,
+            "modifierExtension":[{"url":"http://example.org/other","valueBoolean":true}]}"#
+            .into(),
+    );
+    assert!(diagnostics_of(&issues).contains("http://example.org/other is not understood"));
+    let issues = refused(format!(
+        r#"{{"resourceType":"Group","id":"g","type":"person","actual":false,"extension":[{}]}}"#,
+        filter("Patient?gender=female")
+    ));
+    assert_eq!(issues[0].code, IssueType::Invalid);
+    let issues = refused(format!(
+        r#"{{"resourceType":"Group","id":"g","type":"practitioner","actual":false,"modifierExtension":[{}]}}"#,
+        filter("Patient?gender=female")
+    ));
+    assert!(diagnostics_of(&issues).contains("only type 'person'"));
+    // A nested Group is held to the same rules, at resolve time.
+    let outer = r#"{"resourceType":"Group","id":"o","type":"person","actual":true,
+        "member":[{"entity":{"reference":"Group/inner"}}]}"#;
+    let mut with_inner = store();
+    with_inner.groups.push((
+        "inner",
+        r#"{"resourceType":"Group","id":"inner","type":"person","actual":false,
+            "characteristic":[{"code":{"text":"x"},"valueBoolean":true,"exclude":false}]}"#
+            .into(),
+    ));
+    let issues = resolve_at(&plugin, outer, "2024-01-01T00:00:00Z", with_inner)
         .err()
         .unwrap();
-    assert_eq!(issues[0].code, IssueType::Invalid);
+    assert!(diagnostics_of(&issues).contains("Group/inner: Group.characteristic[0]"));
+}
+
+/// 0.1.1 added imports only (`fhir-search`, `export-issues`): a plugin built
+/// against 0.1.0 loads (wasmtime resolves its `@0.1.0` imports against the
+/// host's `@0.1.1` ones) and works unchanged.
+#[test]
+fn a_plugin_built_for_an_older_wit_of_the_track_still_runs() {
+    let plugin = runtime()
+        .load(PluginKind::GroupResolver, &component("old_group_resolver"))
+        .unwrap();
+    assert_eq!(plugin.wit_version(), &semver::Version::new(0, 1, 0));
+    assert!(WIT_VERSION > *plugin.wit_version());
+    assert!(
+        plugin
+            .imports()
+            .iter()
+            .any(|i| i == "hearth:plugin/fhir-read@0.1.0"),
+        "{:?}",
+        plugin.imports()
+    );
+    let group = r#"{"resourceType":"Group","id":"g","type":"person","actual":true,"member":[
+        {"entity":{"reference":"Patient/a"}},{"entity":{"reference":"Patient/gone"}},
+        {"entity":{"reference":"Patient/b"}}]}"#;
+    let mut members = resolve_at(
+        &plugin,
+        group,
+        "2024-01-01T00:00:00Z",
+        Fake::patients(&["a", "b"]),
+    )
+    .unwrap();
+    assert_eq!(all_members(&mut members, 10), vec!["a", "b"]);
+    assert!(members.take_reported().issues.is_empty());
+}
+
+#[test]
+fn time_spent_in_host_imports_is_not_the_plugins_deadline() {
+    let plugin = runtime()
+        .load(
+            PluginKind::GroupResolver,
+            &PluginConfig {
+                limits: PluginLimits {
+                    deadline_ms: 200,
+                    ..PluginLimits::default()
+                },
+                ..PluginConfig::default()
+            },
+        )
+        .unwrap();
+    let store = Fake {
+        patients: vec!["a"],
+        searches: vec![("Patient?gender=female", vec!["a"])],
+        search_time: Duration::from_millis(600),
+        ..Fake::default()
+    };
+    let group = r#"{"resourceType":"Group","id":"g","type":"person","actual":false,
+        "modifierExtension":[{"url":"http://hl7.org/fhir/uv/bulkdata/StructureDefinition/member-filter",
+        "valueExpression":{"language":"application/x-fhir-query","expression":"Patient?gender=female"}}]}"#;
+    let mut members = resolve_at(&plugin, group, "2024-01-01T00:00:00Z", store).unwrap();
+    assert_eq!(all_members(&mut members, 10), vec!["a"]);
 }
 
 #[test]
@@ -612,7 +938,10 @@ fn check_reports_world_version_imports_and_smoke_call() {
             text.contains(&format!("world {world} (hearth:plugin/")),
             "{text}"
         );
-        assert!(text.contains("  - hearth:plugin/types@0.1.0"), "{text}");
+        assert!(
+            text.contains(&format!("  - hearth:plugin/types@{WIT_VERSION}")),
+            "{text}"
+        );
     }
     let report = check_component(&guest("future_version")).unwrap();
     assert!(!report.passed());

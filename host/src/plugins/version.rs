@@ -9,7 +9,7 @@ pub const WIT_PACKAGE: &str = "hearth:plugin";
 
 /// The version of `wit/` this host was built with (checked against
 /// `wit/types.wit` by a test).
-pub const WIT_VERSION: Version = Version::new(0, 1, 0);
+pub const WIT_VERSION: Version = Version::new(0, 1, 1);
 
 /// The versions a host implementing `host` accepts: the same compatibility
 /// track (major ≥ 1: same major; 0.minor: same minor; 0.0.patch: exact),

@@ -11,6 +11,8 @@ pub const LOG: u8 = b'L';
 pub const TYPE_LOG: u8 = b'T';
 pub const MEMBER: u8 = b'P';
 pub const META: &[u8] = b"M";
+pub const IMPORT_PROGRESS: u8 = b'I';
+pub const IMPORT_REJECTED: u8 = b'E';
 
 const SEP: u8 = 0x00;
 
@@ -111,6 +113,44 @@ pub fn member_key(patient: &str, rtype: ResourceType, id: &ResourceId, version: 
     k.push(SEP);
     k.extend_from_slice(&version.to_be_bytes());
     k
+}
+
+/// `tag session`: everything one import keeps under `I` or `E`.
+pub fn session_prefix(tag: u8, session: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(21);
+    k.push(tag);
+    k.extend_from_slice(&session.to_be_bytes());
+    k
+}
+
+/// `I session part`.
+pub fn progress_key(session: u64, part: u32) -> Vec<u8> {
+    let mut k = session_prefix(IMPORT_PROGRESS, session);
+    k.extend_from_slice(&part.to_be_bytes());
+    k
+}
+
+/// `E session input line`: in input, then line order.
+pub fn rejected_key(session: u64, input: u32, line: u64) -> Vec<u8> {
+    let mut k = session_prefix(IMPORT_REJECTED, session);
+    k.extend_from_slice(&input.to_be_bytes());
+    k.extend_from_slice(&line.to_be_bytes());
+    k
+}
+
+/// The `(input, line)` of an `E` key.
+pub fn parse_rejected_key(key: &[u8]) -> Option<(u32, u64)> {
+    let tail = key.get(9..)?;
+    let (input, line) = tail.split_at_checked(4)?;
+    Some((
+        u32::from_be_bytes(input.try_into().ok()?),
+        u64::from_be_bytes(line.try_into().ok()?),
+    ))
+}
+
+/// The part of an `I` key.
+pub fn parse_progress_key(key: &[u8]) -> Option<u32> {
+    Some(u32::from_be_bytes(key.get(9..)?.try_into().ok()?))
 }
 
 /// The smallest key above every key starting with `prefix` (whose last byte
@@ -226,5 +266,18 @@ mod tests {
         assert!(type_log_key(rtype, t, 99) < log_bound(&p, t));
         assert!(log_bound(&[LOG], t) < log_key(Instant::from_millis(6), 1));
         assert!(prefix_end(&p).starts_with(b"TPatient\x01"));
+    }
+
+    #[test]
+    fn import_keys() {
+        let k = rejected_key(7, 2, 300);
+        assert!(k.starts_with(&session_prefix(IMPORT_REJECTED, 7)));
+        assert_eq!(parse_rejected_key(&k), Some((2, 300)));
+        assert!(rejected_key(7, 1, u64::MAX) < rejected_key(7, 2, 1));
+        assert!(rejected_key(7, 2, 9) < rejected_key(7, 2, 10));
+        let p = progress_key(7, 3);
+        assert!(p.starts_with(&session_prefix(IMPORT_PROGRESS, 7)));
+        assert_eq!(parse_progress_key(&p), Some(3));
+        assert_eq!(parse_progress_key(b"I1"), None);
     }
 }

@@ -12,6 +12,7 @@
 mod keys;
 mod record;
 pub mod sled;
+mod sled_import;
 mod sled_jobs;
 
 use bytes::Bytes;
@@ -132,6 +133,123 @@ pub enum StoreError {
 
 pub type VersionIter = Box<dyn Iterator<Item = Result<StoredVersion, StoreError>> + Send>;
 
+/// One `$import` run as the store knows it (a job derives it from its id).
+/// Its versions carry it, so that the run can tell its own earlier writes
+/// from everybody else's; its progress and rejected lines are kept under it
+/// until [`Store::end_import`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ImportSession(pub u64);
+
+/// Where an imported line comes from: the input's position in the request,
+/// the 1-based physical line number and the byte offset of the line start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LineRef {
+    pub input: u32,
+    pub line: u64,
+    pub offset: u64,
+}
+
+/// How an import batch writes versions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImportWrites {
+    /// Each resource once, as version 1 at the batch's instant; an id the
+    /// store already has from elsewhere is rejected.
+    CreateOnly,
+    /// Versions with the ids and instants the lines give (missing ones
+    /// assigned), in any order: history stays ordered by version, with
+    /// `lastUpdated` strictly increasing along it.
+    History,
+}
+
+/// One line to import.
+#[derive(Clone, Debug)]
+pub struct ImportItem {
+    pub id: ResourceId,
+    /// For a deleted version, the body it deletes: it decides the
+    /// compartments the tombstone stays in (as a REST delete does); the
+    /// tombstone itself stores no body.
+    pub resource: Resource,
+    /// `History` only: the version to write; `None` assigns one.
+    pub version: Option<u64>,
+    /// `History` only: the version's instant; `None` is the batch's instant.
+    pub last_updated: Option<Instant>,
+    /// `History` only: write a tombstone.
+    pub deleted: bool,
+    pub line: LineRef,
+    /// When lines of one session claim the same slot (an id under
+    /// `CreateOnly`, an id and version under `History`), the greater
+    /// precedence stays, ties going to the lower `line`; the others are
+    /// rejected as [`ImportConflict::Duplicate`], whatever order they were
+    /// written in.
+    pub precedence: (u64, Instant),
+}
+
+/// One atomic step of an import: versions, lines the caller rejected
+/// itself, and the caller's progress, applied together or not at all.
+#[derive(Clone, Debug)]
+pub struct ImportBatch {
+    pub session: ImportSession,
+    pub writes: ImportWrites,
+    pub items: Vec<ImportItem>,
+    /// Error records of lines rejected before the store, by line.
+    pub rejected: Vec<(LineRef, Vec<u8>)>,
+    /// `(part, state)`: opaque resume state of one part of the import,
+    /// read back by [`Store::import_progress`].
+    pub progress: Option<(u32, Vec<u8>)>,
+}
+
+/// Why the store did not keep an imported line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ImportConflict {
+    /// `CreateOnly`: the id already has a version not written by this import.
+    Exists,
+    /// `History`: this version exists, not written by this import.
+    VersionExists(u64),
+    /// A line of this import claiming the same slot takes precedence:
+    /// `winner`, or one that in turn displaces it later in the import (so
+    /// only the slot's final holder is the winner).
+    Duplicate { winner: LineRef },
+    /// No `versionId`, and this version already has the line's `lastUpdated`.
+    LastUpdatedTaken(u64),
+    /// `lastUpdated` must increase with the version: `neighbour` is on the
+    /// wrong side of it.
+    OutOfOrder {
+        version: u64,
+        last_updated: Instant,
+        neighbour: u64,
+        neighbour_last_updated: Instant,
+    },
+    /// `lastUpdated` after the batch's own instant.
+    Future { last_updated: Instant, now: Instant },
+    /// No `versionId`, and no free version number between the versions
+    /// around `lastUpdated`: it would need a version below 1 (the seed
+    /// document's negative versions), which this store does not hold.
+    NoVersionFits { last_updated: Instant },
+}
+
+/// A rejected line, for the caller to render as its error record.
+#[derive(Clone, Copy, Debug)]
+pub struct ImportRejection<'a> {
+    pub line: LineRef,
+    pub rtype: ResourceType,
+    pub id: &'a ResourceId,
+    pub version: Option<u64>,
+    pub conflict: &'a ImportConflict,
+}
+
+/// What became of one [`ImportItem`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ImportOutcome {
+    Written(VersionMeta),
+    /// This very line was written before (a batch applied again): nothing
+    /// changes and it is not an error.
+    AlreadyWritten(VersionMeta),
+    Rejected(ImportConflict),
+}
+
+/// A rejected line's record: `(input, line, bytes)`.
+pub type RejectionIter = Box<dyn Iterator<Item = Result<(u32, u64, Bytes), StoreError>> + Send>;
+
 /// Which history `_history` reads.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HistoryScope {
@@ -248,6 +366,28 @@ pub trait Store: Send + Sync + 'static {
     }
 
     fn stats(&self) -> Result<StoreStats, StoreError>;
+
+    /// Applies one import batch atomically (see [`ImportBatch`]), returning
+    /// one outcome per item. Every rejected line, the caller's and the
+    /// store's (including a line of an earlier batch that a winning duplicate
+    /// displaces now), gets the record `render` makes, in the same atomic
+    /// step. Not flushed: a batch lost to a crash is lost with its progress,
+    /// so the caller redoes it; call [`Store::flush`] before relying on it.
+    fn import(
+        &self,
+        batch: ImportBatch,
+        render: &dyn Fn(&ImportRejection<'_>) -> Vec<u8>,
+    ) -> Result<Vec<ImportOutcome>, StoreError>;
+
+    /// The last progress each part of `session` recorded, by part.
+    fn import_progress(&self, session: ImportSession) -> Result<Vec<(u32, Vec<u8>)>, StoreError>;
+
+    /// The records of the rejected lines of `session`, by input then line.
+    fn import_rejections(&self, session: ImportSession) -> Result<RejectionIter, StoreError>;
+
+    /// Forgets the progress and rejected lines of `session` (its versions
+    /// stay).
+    fn end_import(&self, session: ImportSession) -> Result<(), StoreError>;
 
     /// Forces everything acknowledged so far to disk (used at shutdown).
     fn flush(&self) -> Result<(), StoreError>;

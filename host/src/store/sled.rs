@@ -55,20 +55,21 @@ use super::keys::{self, LOG, TYPE_LOG, VERSION};
 use super::record::{self, Current, Meta, VERSION_HEADER};
 use super::sled_jobs::JobTree;
 use super::{
-    CommitMode, HistoryCursor, HistoryPage, HistoryQuery, HistoryScope, OpError, Precondition,
-    Store, StoreError, StoreStats, StoredVersion, VersionIter, VersionMeta, WriteKind, WriteOp,
-    WriteResult,
+    CommitMode, HistoryCursor, HistoryPage, HistoryQuery, HistoryScope, ImportBatch, ImportOutcome,
+    ImportRejection, ImportSession, OpError, Precondition, RejectionIter, Store, StoreError,
+    StoreStats, StoredVersion, VersionIter, VersionMeta, WriteKind, WriteOp, WriteResult,
 };
 use crate::fhir::compartment::patients_of;
 use crate::fhir::{Instant, ResourceId, ResourceType};
 
 pub struct SledStore {
-    db: ::sled::Db,
-    /// Serialises commits. It guards no memory: the clock and counters are
-    /// the `M` record, which each commit reads and rewrites under this lock.
-    writer: Mutex<()>,
+    pub(super) db: ::sled::Db,
+    /// Serialises commits and import batches. It guards no memory: the
+    /// clock and counters are the `M` record, which each commit reads and
+    /// rewrites under this lock.
+    pub(super) writer: Mutex<()>,
     /// The wall clock; tests freeze it to run the store clock ahead of it.
-    clock: fn() -> Instant,
+    pub(super) clock: fn() -> Instant,
     /// The jobs, with their own writer lock (job writes never wait for a
     /// commit, nor commits for them).
     pub(super) jobs: JobTree,
@@ -89,7 +90,7 @@ impl SledStore {
         Self::open_with(path, cache_bytes, Instant::now)
     }
 
-    fn open_with(
+    pub(super) fn open_with(
         path: &Path,
         cache_bytes: u64,
         clock: fn() -> Instant,
@@ -106,14 +107,18 @@ impl SledStore {
         })
     }
 
-    fn meta(&self) -> Result<Option<Meta>, StoreError> {
+    pub(super) fn meta(&self) -> Result<Option<Meta>, StoreError> {
         self.db
             .get(keys::META)?
             .map(|v| Meta::decode(&v).ok_or_else(|| corrupt(keys::META)))
             .transpose()
     }
 
-    fn current(&self, rtype: ResourceType, id: &ResourceId) -> Result<Option<Current>, StoreError> {
+    pub(super) fn current(
+        &self,
+        rtype: ResourceType,
+        id: &ResourceId,
+    ) -> Result<Option<Current>, StoreError> {
         let key = keys::current_key(rtype, id);
         self.db
             .get(&key)?
@@ -180,9 +185,10 @@ impl SledStore {
         }))
     }
 
-    /// Writes every planned version in one batch under one new instant.
-    /// Runs under the writer lock; writes nothing when no op writes.
-    fn apply(&self, plans: Vec<Plan>) -> Result<Vec<Result<WriteResult, OpError>>, StoreError> {
+    /// The instant of a new commit (the wall clock, or just after the last
+    /// commit when the clock is not past it) and the `M` record to update.
+    /// Runs under the writer lock.
+    pub(super) fn next_commit(&self) -> Result<(Instant, Meta), StoreError> {
         let previous = self.meta()?;
         let now = (self.clock)();
         let ts = previous.map_or(now, |m| {
@@ -190,11 +196,18 @@ impl SledStore {
                 m.last_ts.as_millis().saturating_add(1),
             ))
         });
-        let mut meta = previous.unwrap_or(Meta {
+        let meta = previous.unwrap_or(Meta {
             last_ts: ts,
             last_seq: 0,
             live: 0,
         });
+        Ok((ts, meta))
+    }
+
+    /// Writes every planned version in one batch under one new instant.
+    /// Runs under the writer lock; writes nothing when no op writes.
+    fn apply(&self, plans: Vec<Plan>) -> Result<Vec<Result<WriteResult, OpError>>, StoreError> {
+        let (ts, mut meta) = self.next_commit()?;
         let first_seq = meta.last_seq;
         let mut batch = Batch::default();
         let results = plans
@@ -352,22 +365,22 @@ impl From<::sled::Error> for StoreError {
     }
 }
 
-fn corrupt(key: &[u8]) -> StoreError {
+pub(super) fn corrupt(key: &[u8]) -> StoreError {
     StoreError::Corrupt(keys::display(key))
 }
 
 fn last_updated(key: &[u8], value: &[u8]) -> Result<Instant, StoreError> {
     record::decode_version_header(value)
-        .map(|(ts, _)| ts)
+        .map(|(ts, _, _)| ts)
         .ok_or_else(|| corrupt(key))
 }
 
 /// An `R` entry as a [`StoredVersion`]; the body shares the value's buffer.
 fn decode_version(key: &[u8], value: IVec) -> Result<StoredVersion, StoreError> {
     let (rtype, id, version) = keys::parse_version_key(key).ok_or_else(|| corrupt(key))?;
-    let (last_updated, deleted) =
+    let (last_updated, deleted, body_at) =
         record::decode_version_header(&value).ok_or_else(|| corrupt(key))?;
-    let body = Bytes::from_owner(value).slice(VERSION_HEADER..);
+    let body = Bytes::from_owner(value).slice(body_at..);
     Ok(StoredVersion {
         rtype,
         id,
@@ -699,6 +712,58 @@ impl Store for SledStore {
     fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
         Ok(())
+    }
+
+    fn import(
+        &self,
+        batch: ImportBatch,
+        render: &dyn Fn(&ImportRejection<'_>) -> Vec<u8>,
+    ) -> Result<Vec<ImportOutcome>, StoreError> {
+        self.import_batch(batch, render)
+    }
+
+    fn import_progress(&self, session: ImportSession) -> Result<Vec<(u32, Vec<u8>)>, StoreError> {
+        self.db
+            .scan_prefix(keys::session_prefix(keys::IMPORT_PROGRESS, session.0))
+            .map(|entry| {
+                let (key, value) = entry?;
+                let part = keys::parse_progress_key(&key).ok_or_else(|| corrupt(&key))?;
+                Ok((part, value.to_vec()))
+            })
+            .collect()
+    }
+
+    fn import_rejections(&self, session: ImportSession) -> Result<RejectionIter, StoreError> {
+        let entries = self
+            .db
+            .scan_prefix(keys::session_prefix(keys::IMPORT_REJECTED, session.0));
+        Ok(Box::new(entries.map(|entry| {
+            let (key, value) = entry?;
+            let (input, line) = keys::parse_rejected_key(&key).ok_or_else(|| corrupt(&key))?;
+            Ok((input, line, Bytes::from_owner(value)))
+        })))
+    }
+
+    fn end_import(&self, session: ImportSession) -> Result<(), StoreError> {
+        /// Keys removed per batch, so that a large error list is not one
+        /// huge batch in memory.
+        const CHUNK: usize = 10_000;
+        for tag in [keys::IMPORT_PROGRESS, keys::IMPORT_REJECTED] {
+            let prefix = keys::session_prefix(tag, session.0);
+            loop {
+                let mut batch = Batch::default();
+                let mut n = 0;
+                for key in self.db.scan_prefix(&prefix).keys().take(CHUNK) {
+                    batch.remove(key?);
+                    n += 1;
+                }
+                if n == 0 {
+                    break;
+                }
+                self.db.apply_batch(batch)?;
+            }
+        }
+        self.flush()
     }
 }
 

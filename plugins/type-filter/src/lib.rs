@@ -1,5 +1,5 @@
 //! The default `type-filter-plugin`: a thin wrapper that exposes
-//! `type-filter-core` through the WIT contract.
+//! the `fhir-search` engine through the WIT contract.
 
 wit_bindgen::generate!({ path: "../../wit", world: "type-filter-plugin" });
 
@@ -12,11 +12,11 @@ impl Guest for Component {
     type Filter = Compiled;
 }
 
-struct Compiled(type_filter_core::Filter);
+struct Compiled(fhir_search::Filter);
 
 impl GuestFilter for Compiled {
     fn compile(resource_type: String, query: String) -> Result<Filter, Vec<Issue>> {
-        match type_filter_core::compile(&resource_type, &query) {
+        match fhir_search::compile(&resource_type, &query) {
             Ok(filter) => Ok(Filter::new(Compiled(filter))),
             Err(rejections) => Err(rejections
                 .into_iter()

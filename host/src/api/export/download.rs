@@ -5,6 +5,8 @@
 //! Only names the job's result lists are served: `name` is looked up there,
 //! never joined to a path. A file is served until its export expires.
 
+use std::path::PathBuf;
+
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::header::{CONTENT_TYPE, LOCATION};
@@ -58,18 +60,7 @@ pub async fn file(
     let (handler, lookup, wanted) = (exports.handler.clone(), job.clone(), name.clone());
     let download = blocking::run(move || Ok(handler.download(&lookup, &wanted)?)).await?;
     match download.ok_or_else(missing)? {
-        Download::File(path) => {
-            let served = ServeFile::new(path)
-                .oneshot(request)
-                .await
-                .map_err(|e| ApiError::internal(format!("serving an export file: {e}")))?;
-            let mut response = served.map(Body::new).into_response();
-            // `ServeFile` guesses from the extension; these are FHIR NDJSON.
-            if response.status().is_success() {
-                response.headers_mut().insert(CONTENT_TYPE, FHIR_NDJSON);
-            }
-            Ok(response)
-        }
+        Download::File(path) => ndjson_file(path, request).await,
         // A destination that serves its files itself (a signed Blob URL).
         Download::Url(url) => {
             let mut response = StatusCode::TEMPORARY_REDIRECT.into_response();
@@ -77,6 +68,23 @@ pub async fn file(
             Ok(response)
         }
     }
+}
+
+/// A local NDJSON file (an export's output, an import's error file).
+pub(in crate::api) async fn ndjson_file(
+    path: PathBuf,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let served = ServeFile::new(path)
+        .oneshot(request)
+        .await
+        .map_err(|e| ApiError::internal(format!("serving a file: {e}")))?;
+    let mut response = served.map(Body::new).into_response();
+    // `ServeFile` guesses from the extension; these are FHIR NDJSON.
+    if response.status().is_success() {
+        response.headers_mut().insert(CONTENT_TYPE, FHIR_NDJSON);
+    }
+    Ok(response)
 }
 
 type Compressible = And<

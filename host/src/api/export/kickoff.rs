@@ -1,6 +1,7 @@
 //! The kick-off: `GET` or `POST` on `/$export`, `/Patient/$export` and
 //! `/Group/{id}/$export`. Checks the headers and parameters, that the Group
-//! exists and that every `_typeFilter` compiles, then registers the job
+//! exists at the snapshot and the group resolver accepts it, and that every
+//! `_typeFilter` compiles, then registers the job
 //! (or finds the identical one already under way) and answers 202 with its
 //! status URL.
 
@@ -17,11 +18,10 @@ use crate::api::body::JsonBody;
 use crate::api::error::ApiError;
 use crate::api::format::media_essence;
 use crate::api::headers::AsyncPref;
-use crate::api::ops;
 use crate::api::params::{query_pairs, segments};
 use crate::api::response;
-use crate::export::{ExportLevel, ExportRequest, Warning};
-use crate::fhir::{Instant, IssueType, ResourceType};
+use crate::export::{ExportLevel, ExportRequest, Warning, check_group};
+use crate::fhir::{Instant, IssueType};
 use crate::jobs::{JobKind, JobRecord, JobState, JobStore, NewJob};
 use crate::plugins::{PluginSet, TypeFilter};
 
@@ -148,17 +148,17 @@ async fn kickoff(
         base_url: base,
         request_url,
         now,
+        referenced: state.exports.handler.include_referenced(),
     };
     let mut request = params::parse(kickoff, pairs)?;
-    if let ExportLevel::Group { id } = &request.level {
-        // As of now, whatever `_till` says: a Group deleted since cannot
-        // be exported (410), an unknown one is 404.
-        let id = id.clone();
-        let group = ResourceType::parse("Group")
-            .ok_or_else(|| ApiError::internal("Group is not a known resource type"))?;
-        with_store(&state, move |store| ops::read(store, group, &id, None)).await?;
-    }
     let plugins = state.plugins.current();
+    if let ExportLevel::Group { id } = &request.level {
+        // At the export's snapshot: a Group that did not exist then, or
+        // was deleted, is 404; one the group resolver refuses is 400.
+        let (id, at, store) = (id.clone(), request.transaction_time, state.store.clone());
+        let plugins = plugins.clone();
+        blocking::run(move || Ok(check_group(&id, &plugins, store, at)?)).await?;
+    }
     request = blocking::run(move || compile_filters(&plugins, request)).await?;
     enqueue(&state.exports, &state.base_url, request).await
 }

@@ -18,11 +18,11 @@
 //! and the listing, `download` serves files, `retention` decides when a
 //! finished export expires and removes it (on DELETE and periodically).
 
-mod download;
+pub(super) mod download;
 mod kickoff;
-mod params;
+pub(super) mod params;
 mod retention;
-mod status;
+pub(super) mod status;
 
 use std::sync::Arc;
 use std::time::Duration;

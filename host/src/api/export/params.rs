@@ -33,6 +33,9 @@ pub struct Kickoff<'a> {
     /// `Store::now()`: the snapshot when no `_till`/`_until` is given, and
     /// the bound no instant may pass.
     pub now: Instant,
+    /// `export.include_referenced`: types outside every compartment that
+    /// Patient/Group exports add when exported resources reference them.
+    pub referenced: &'a [ResourceType],
 }
 
 const TYPE_FILTER: &str = "_typeFilter";
@@ -329,6 +332,16 @@ impl Parser<'_> {
         }
         self.check_compartment_types()?;
         self.check_filter_types()?;
+        let referenced = if self.kickoff.level == ExportLevel::System {
+            Vec::new()
+        } else {
+            self.kickoff
+                .referenced
+                .iter()
+                .copied()
+                .filter(|t| self.types.is_empty() || self.types.contains(t))
+                .collect()
+        };
         Ok(ExportRequest {
             level: self.kickoff.level,
             request_url: self.kickoff.request_url,
@@ -339,6 +352,7 @@ impl Parser<'_> {
             type_filters: self.filters,
             elements: self.elements,
             patients: self.patients,
+            referenced,
             associated: self.associated,
             container: self.container,
             lenient: self.kickoff.lenient,
@@ -346,9 +360,16 @@ impl Parser<'_> {
         })
     }
 
-    /// A Patient or Group export returns compartments: a `_type` that can
-    /// never be in one is refused (or dropped with a warning). Dropping
-    /// every type would widen the export to all types, so that stays a 400.
+    /// Whether a Patient or Group export can return resources of `rtype`:
+    /// a compartment's, or one of `export.include_referenced`.
+    fn exportable_below_system(&self, rtype: ResourceType) -> bool {
+        can_be_in_compartment(rtype) || self.kickoff.referenced.contains(&rtype)
+    }
+
+    /// A Patient or Group export returns compartments (and the configured
+    /// referenced types): a `_type` that can never be in one is refused (or
+    /// dropped with a warning). Dropping every type would widen the export
+    /// to all types, so that stays a 400.
     fn check_compartment_types(&mut self) -> Result<(), ApiError> {
         if self.kickoff.level == ExportLevel::System || self.types.is_empty() {
             return Ok(());
@@ -357,7 +378,7 @@ impl Parser<'_> {
             .types
             .iter()
             .copied()
-            .partition(|t| can_be_in_compartment(*t));
+            .partition(|t| self.exportable_below_system(*t));
         if outside.is_empty() {
             return Ok(());
         }
@@ -392,7 +413,9 @@ impl Parser<'_> {
                     ),
                 ));
             }
-            if self.kickoff.level != ExportLevel::System && !can_be_in_compartment(filter.rtype) {
+            if self.kickoff.level != ExportLevel::System
+                && !self.exportable_below_system(filter.rtype)
+            {
                 self.unsupported(
                     TYPE_FILTER,
                     format!(
@@ -509,8 +532,8 @@ fn element(value: &str) -> Result<(Option<ResourceType>, String), ApiError> {
 
 /// The output folder's name: 1-63 of `A-Z a-z 0-9 . _ -`, not starting with
 /// a dot, so it can never leave the export directory (`..`, `/`, `\`) or
-/// hide in it.
-fn container(value: &str) -> Result<String, ApiError> {
+/// hide in it. `$import`'s `errorContainerName` follows the same rule.
+pub(in crate::api) fn container(value: &str) -> Result<String, ApiError> {
     let valid = (1..=63).contains(&value.len())
         && !value.starts_with('.')
         && value
@@ -570,6 +593,7 @@ mod tests {
             base_url: "http://h",
             request_url: "http://h/$export".into(),
             now: Instant::parse(NOW).unwrap(),
+            referenced: &[],
         }
     }
 
@@ -795,6 +819,48 @@ mod tests {
         let lenient = patient_level(true, &filter).unwrap();
         assert!(lenient.type_filters.is_empty());
         assert_eq!(lenient.warnings[0].parameter, "_typeFilter");
+    }
+
+    #[test]
+    fn referenced_types_join_patient_and_group_exports_only() {
+        let configured = [rtype("Practitioner"), rtype("Organization")];
+        let parse_at = |level: ExportLevel, query: &[(&str, &str)]| {
+            let kickoff = Kickoff {
+                referenced: &configured,
+                ..kickoff(level, false, true)
+            };
+            parse(kickoff, pairs(query))
+        };
+        let r = parse_at(ExportLevel::Patient, &[]).unwrap();
+        assert_eq!(r.referenced, configured);
+        let r = parse_at(
+            ExportLevel::Group {
+                id: ResourceId::parse("g").unwrap(),
+            },
+            &[
+                ("_type", "Patient,Practitioner"),
+                ("_typeFilter", "Practitioner?_id=dr1"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(r.referenced, [rtype("Practitioner")]);
+        assert_eq!(r.types, [rtype("Patient"), rtype("Practitioner")]);
+        assert_eq!(r.type_filters.len(), 1);
+        assert!(r.warnings.is_empty());
+        // Not configured: still outside what the level can return.
+        assert_eq!(
+            named(parse_at(
+                ExportLevel::Patient,
+                &[("_type", "Patient,Location")]
+            )),
+            "_type"
+        );
+        assert!(
+            parse_at(ExportLevel::System, &[])
+                .unwrap()
+                .referenced
+                .is_empty()
+        );
     }
 
     #[test]

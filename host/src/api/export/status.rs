@@ -65,15 +65,7 @@ pub async fn poll(
     let job = find(exports, id).await?;
     match retention::expiry(&job, exports.retention, Instant::now()) {
         Expiry::Gone(why) => Err(ApiError::NotFound(format!("export {} {why}", job.id))),
-        Expiry::Pending => {
-            let progress = progress_text(&job);
-            let mut response = response::accepted(format!("export {}: {progress}", job.id), None)?;
-            response::insert(response.headers_mut(), X_PROGRESS, &progress)?;
-            response
-                .headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from(POLL_SECONDS));
-            Ok(response)
-        }
+        Expiry::Pending => in_progress("export", &job),
         Expiry::At(expires) => match (job.state, job.error.clone()) {
             (JobState::Failed, Some(error)) => Err(ApiError::JobFailed(error)),
             (JobState::Failed, None) => Err(ApiError::internal(format!(
@@ -95,6 +87,18 @@ pub async fn poll(
             }
         },
     }
+}
+
+/// 202 for a job under way (`what` is `export` or `import`): `X-Progress`
+/// and `Retry-After`.
+pub(in crate::api) fn in_progress(what: &str, job: &JobRecord) -> Result<Response, ApiError> {
+    let progress = progress_text(job);
+    let mut response = response::accepted(format!("{what} {}: {progress}", job.id), None)?;
+    response::insert(response.headers_mut(), X_PROGRESS, &progress)?;
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from(POLL_SECONDS));
+    Ok(response)
 }
 
 const X_PROGRESS: axum::http::HeaderName = axum::http::HeaderName::from_static("x-progress");

@@ -285,8 +285,11 @@ async fn refused_type_filters_are_400_with_the_plugins_issues_or_dropped_when_le
         run: false,
         ..Jobs::default()
     });
-    // The default type filter refuses string search without `:exact`.
-    let uri = format!("/$export?_typeFilter={}", enc("Patient?name=Smith"));
+    // The default engine refuses value-set membership: it needs terminology.
+    let uri = format!(
+        "/$export?_typeFilter={}",
+        enc("Patient?language:in=http://hl7.org/fhir/ValueSet/languages")
+    );
     let resp = api.kickoff(&uri).await;
     let first = resp.outcome(400);
     assert_eq!(first["expression"][0], "_typeFilter");
@@ -294,7 +297,7 @@ async fn refused_type_filters_are_400_with_the_plugins_issues_or_dropped_when_le
     let issues = outcome["issue"].as_array().unwrap();
     assert!(issues.len() >= 2, "{outcome}");
     assert!(
-        issues[1]["diagnostics"].as_str().unwrap().contains("name"),
+        issues[1]["diagnostics"].as_str().unwrap().contains("language"),
         "{outcome}"
     );
 
@@ -326,8 +329,29 @@ async fn groups_must_exist_at_kickoff() {
     api.put("/Group/g1", &group).await.ok(201);
     accepted(&api.kickoff("/Group/g1/$export").await);
     accepted(&api.kickoff("/Group/g1/$export?_type=Patient").await);
+    // Deleted at the snapshot: it does not exist then.
     api.delete("/Group/g1").await;
-    api.kickoff("/Group/g1/$export").await.outcome(410);
+    api.kickoff("/Group/g1/$export").await.outcome(404);
+    // Time travel to when it existed is fine.
+    let group = json!({"resourceType": "Group", "id": "g2", "type": "person", "actual": true});
+    api.put("/Group/g2", &group).await.ok(201);
+    let then = api.get("/Group/g2").await.json()["meta"]["lastUpdated"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    api.delete("/Group/g2").await;
+    accepted(&api.kickoff(&format!("/Group/g2/$export?_till={}", enc(&then))).await);
+    // One the group resolver cannot evaluate is refused now, naming why.
+    let group = json!({"resourceType": "Group", "id": "g3", "type": "person", "actual": false,
+        "characteristic": [{"code": {"text": "smoker"}, "valueBoolean": true, "exclude": false}]});
+    api.put("/Group/g3", &group).await.ok(201);
+    let refused = api.kickoff("/Group/g3/$export").await;
+    refused.outcome(400);
+    let text = refused.json().to_string();
+    assert!(
+        text.contains("Group.characteristic[0]") && text.contains("not-supported"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -535,18 +559,19 @@ async fn patient_level_post_with_patients() {
 #[tokio::test]
 async fn a_failed_export_answers_its_stored_status() {
     let api = Api::with_jobs(Jobs::default());
-    let before = crate::fhir::Instant::now().to_fhir();
-    tokio::time::sleep(Duration::from_millis(5)).await;
     let group = json!({"resourceType": "Group", "id": "g1", "type": "person", "actual": true});
     api.put("/Group/g1", &group).await.ok(201);
-    // The Group exists now, but not at the `_till` instant the job reads.
-    let status = api
-        .start(&format!("/Group/g1/$export?_till={}", enc(&before)))
-        .await;
+    // Membership is only known once the job resolves the Group: a patient
+    // outside it fails the job, not the kick-off.
+    let params = parameters(&[("patient", json!({"reference": "Patient/nobody"}))]);
+    let status = accepted(&api.kickoff_post("/Group/g1/$export", &params).await);
     let failed = api.finished(&status).await;
-    let issue = failed.outcome(404);
+    let issue = failed.outcome(400);
     assert!(
-        issue["diagnostics"].as_str().unwrap().contains("Group/g1"),
+        issue["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("Patient/nobody is not a member of Group/g1"),
         "{issue}"
     );
     let list = api.get("/_operations/export").await.json();
@@ -604,7 +629,7 @@ async fn capability_statement_lists_the_export_operations() {
         .iter()
         .map(|o| o["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["export", "patient-export", "group-export"]);
+    assert_eq!(names, ["export", "patient-export", "group-export", "import"]);
     assert_eq!(
         cs["rest"][0]["operation"][2]["definition"],
         "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"

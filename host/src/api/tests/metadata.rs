@@ -46,7 +46,8 @@ async fn capability_statement_says_what_is_implemented() {
             "delete",
             "create",
             "history-instance",
-            "history-type"
+            "history-type",
+            "search-type"
         ]
     );
 }

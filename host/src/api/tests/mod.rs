@@ -6,6 +6,7 @@ mod crud;
 mod errors;
 mod export;
 mod history;
+mod import;
 mod metadata;
 mod plugins;
 mod search;
@@ -21,10 +22,14 @@ use tempfile::TempDir;
 use tower::ServiceExt;
 
 use super::export::Exports;
+use super::import::Imports;
+use super::import::lock::ImportLock;
 use super::{ApiLimits, AppState, router};
 use crate::config::{ConfigSource, PluginsConfig};
 use crate::destinations::LocalDestination;
 use crate::export::{ExportConfig, ExportHandler};
+use crate::import::source::ImportSources;
+use crate::import::{ImportConfig, ImportHandler};
 use crate::jobs::engine::{Engine, EngineConfig};
 use crate::jobs::{JobHandler, JobStore};
 use crate::plugins::{PluginRegistry, Runtime};
@@ -114,8 +119,16 @@ impl Api {
                 ..ExportConfig::for_data_dir(dir.path())
             },
         ));
+        let import_config = Arc::new(ImportConfig::for_data_dir(dir.path()));
+        let import_sources = Arc::new(ImportSources::from_config(&import_config));
+        let importer = Arc::new(ImportHandler::new(
+            store.clone(),
+            plugins.clone(),
+            import_sources.clone(),
+            import_config.clone(),
+        ));
         let handlers: Vec<Arc<dyn JobHandler>> = if jobs.run {
-            vec![handler.clone()]
+            vec![handler.clone(), importer]
         } else {
             Vec::new()
         };
@@ -127,12 +140,14 @@ impl Api {
         };
         let engine = Engine::start(job_store.clone(), handlers, engine_config).unwrap();
         let exports = Exports::new(
-            job_store,
-            engine,
+            job_store.clone(),
+            engine.clone(),
             handler,
             jobs.max_concurrent,
             jobs.retention,
         );
+        let lock = ImportLock::load(job_store.clone()).unwrap();
+        let imports = Imports::new(job_store, engine, import_sources, import_config, lock);
         let state = AppState {
             store: store.clone(),
             base_url: BASE.into(),
@@ -140,6 +155,7 @@ impl Api {
             plugins,
             config_source: Arc::new(source),
             exports: exports.clone(),
+            imports,
         };
         Api {
             router: router(state),
@@ -147,6 +163,11 @@ impl Api {
             exports,
             dir,
         }
+    }
+
+    /// The folder `$import` inputs may be read from.
+    pub fn import_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("import")
     }
 
     /// Where the export files of this server go.

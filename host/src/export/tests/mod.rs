@@ -3,6 +3,7 @@
 //! destination, and `run` called as the engine would.
 
 mod compartment;
+mod groups;
 mod resume;
 mod system;
 
@@ -274,6 +275,7 @@ pub fn request(level: ExportLevel, transaction_time: Instant) -> ExportRequest {
         type_filters: Vec::new(),
         elements: Vec::new(),
         patients: Vec::new(),
+        referenced: Vec::new(),
         associated: Associated::default(),
         container: None,
         lenient: false,

@@ -257,6 +257,41 @@ fn patient_and_group_exports_resume_exactly_once() {
 }
 
 #[test]
+fn referenced_resources_and_added_members_resume_exactly_once() {
+    let mut env = Env::new();
+    let since = bulk(&env);
+    let practitioners: Vec<Value> = (0..6)
+        .map(|i| json!({"resourceType": "Practitioner", "id": format!("dr{i}")}))
+        .collect();
+    env.put(&practitioners);
+    let encounters: Vec<Value> = (0..12)
+        .map(|i| {
+            json!({"resourceType": "Encounter", "id": format!("x{i:02}"), "status": "finished",
+                   "class": {"code": "AMB"},
+                   "subject": {"reference": format!("Patient/p{}", i % 3 + 1)},
+                   "participant": [{"individual": {"reference": format!("Practitioner/dr{}", i % 6)}}]})
+        })
+        .collect();
+    env.put(&encounters);
+    env.config.file_max_resources = 3;
+    env.config.batch_lines = 2;
+    let mut r = request(ExportLevel::Patient, env.now());
+    r.referenced = vec![rt("Practitioner")];
+    survives_interruptions(&env, &r);
+
+    // p3 joins Group g after `since`.
+    env.put(&[
+        json!({"resourceType": "Group", "id": "g", "type": "person", "actual": true,
+        "member": [{"entity": {"reference": "Patient/p1"}}, {"entity": {"reference": "Patient/p2"}},
+                   {"entity": {"reference": "Patient/p3"}}]}),
+    ]);
+    let mut group = request(ExportLevel::Group { id: id("g") }, env.now());
+    group.since = Some(since);
+    group.referenced = vec![rt("Practitioner")];
+    survives_interruptions(&env, &group);
+}
+
+#[test]
 fn a_cancelled_export_removes_its_folder() {
     let mut env = Env::new();
     bulk(&env);

@@ -235,12 +235,12 @@ fn a_refused_filter_fails_strict_and_is_dropped_with_a_warning_when_lenient() {
     r.types = vec![rt("Observation")];
     r.type_filters = vec![
         filter("Observation", "_id=o4"),
-        filter("Observation", "value-quantity=gt5"),
+        filter("Observation", "code:in=http://example.org/vs"),
     ];
     let (job, f) = failure(&env, &r);
     let (status, outcome) = failed_status(&f);
     assert_eq!(status, 400, "{outcome}");
-    assert!(outcome.contains("value-quantity"), "{outcome}");
+    assert!(outcome.contains("code:in"), "{outcome}");
     assert!(env.folder_files(&job).is_empty());
 
     r.lenient = true;
@@ -257,7 +257,7 @@ fn a_refused_filter_fails_strict_and_is_dropped_with_a_warning_when_lenient() {
     let warnings = export.warnings();
     assert!(warnings[0].contains("_foo was ignored"), "{warnings:?}");
     assert!(
-        warnings[1].contains("value-quantity=gt5") && warnings[1].contains("lenient"),
+        warnings[1].contains("code:in=http://example.org/vs") && warnings[1].contains("lenient"),
         "{warnings:?}"
     );
     let oo = &export.error["OperationOutcome"][1];

@@ -1,14 +1,20 @@
-//! Just enough JSON to evaluate a filter: walks the members of an object and
-//! the items of an array as raw byte slices, skipping everything else
-//! without building it, and stops as soon as the caller has what it needs.
-//! It checks the structure it walks (quotes, brackets, separators), not the
-//! values it skips: lines come from the server's own store.
+//! A lazy, zero-copy view of JSON: the members of an object and the items of
+//! an array as raw byte slices, found by scanning, with everything the
+//! caller does not ask for skipped without being built.
 //!
-//! Strings are skipped eight bytes at a time with explicit `u64` arithmetic
+//! Skipping checks what it passes over only as far as the structure goes
+//! (string quotes, matching brackets, separators between members), nesting
+//! at most [`MAX_DEPTH`] deep; scalar values are delimited, not validated.
+//! Strings are skipped eight bytes at a time with plain `u64` arithmetic
 //! (no SIMD, no pointer-width dependence), so the code does the same work
 //! natively and as wasm32.
 
+use std::borrow::Cow;
+
 pub(crate) type Scan<T> = Result<T, String>;
+
+/// Deepest nesting of objects and arrays a value may have.
+pub(crate) const MAX_DEPTH: u32 = 128;
 
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGHS: u64 = 0x8080_8080_8080_8080;
@@ -21,13 +27,11 @@ fn find_byte(chunk: u64, b: u8) -> u64 {
     x.wrapping_sub(ONES) & !x & HIGHS
 }
 
-/// Loads eight bytes at `i` as a little-endian word, if there are eight.
+/// The eight bytes at `i` as a little-endian word, if there are eight.
 #[inline]
 fn word(json: &[u8], i: usize) -> Option<u64> {
-    let bytes = json.get(i..i + 8)?;
-    let mut word = [0u8; 8];
-    word.copy_from_slice(bytes);
-    Some(u64::from_le_bytes(word))
+    let bytes: [u8; 8] = json.get(i..i.checked_add(8)?)?.try_into().ok()?;
+    Some(u64::from_le_bytes(bytes))
 }
 
 /// The index of the first `\n` at or after `i`.
@@ -75,7 +79,8 @@ fn skip_ws(json: &[u8], mut i: usize) -> usize {
 
 fn unexpected(json: &[u8], i: usize) -> String {
     match json.get(i) {
-        Some(b) => format!("unexpected '{}' at byte {i}", char::from(*b)),
+        Some(b) if b.is_ascii_graphic() => format!("unexpected '{}' at byte {i}", char::from(*b)),
+        Some(b) => format!("unexpected byte 0x{b:02x} at byte {i}"),
         None => "unexpected end of JSON".into(),
     }
 }
@@ -84,38 +89,47 @@ fn unexpected(json: &[u8], i: usize) -> String {
 fn value_end(json: &[u8], i: usize) -> Scan<usize> {
     match json.get(i) {
         Some(b'"') => Ok(string_end(json, i + 1)? + 1),
-        Some(b'{' | b'[') => {
-            let mut depth = 0usize;
-            let mut j = i;
-            while let Some(b) = json.get(j) {
-                match b {
-                    b'"' => j = string_end(json, j + 1)?,
-                    b'{' | b'[' => depth += 1,
-                    b'}' | b']' => {
-                        depth -= 1;
-                        if depth == 0 {
-                            return Ok(j + 1);
-                        }
-                    }
-                    _ => {}
-                }
-                j += 1;
-            }
-            Err("unterminated object or array".into())
-        }
-        Some(_) => {
-            let end = json[i..]
-                .iter()
-                .position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
-                .map_or(json.len(), |n| i + n);
-            if end == i {
-                Err(unexpected(json, i))
-            } else {
-                Ok(end)
-            }
-        }
-        None => Err(unexpected(json, i)),
+        Some(b'{' | b'[') => container_end(json, i),
+        Some(b',' | b'}' | b']' | b':') | None => Err(unexpected(json, i)),
+        Some(_) => Ok(json[i..]
+            .iter()
+            .position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
+            .map_or(json.len(), |n| i + n)),
     }
+}
+
+/// The index just past the object or array opening at `i`. The open
+/// brackets are a stack of bits (1 = object), so mismatched brackets and
+/// excessive depth are caught without allocating.
+fn container_end(json: &[u8], i: usize) -> Scan<usize> {
+    let mut open: u128 = 0;
+    let mut depth = 0u32;
+    let mut j = i;
+    while let Some(&b) = json.get(j) {
+        match b {
+            b'"' => j = string_end(json, j + 1)?,
+            b'{' | b'[' => {
+                if depth == MAX_DEPTH {
+                    return Err(format!("JSON nested deeper than {MAX_DEPTH} levels"));
+                }
+                open = (open << 1) | u128::from(b == b'{');
+                depth += 1;
+            }
+            b'}' | b']' => {
+                if (b == b'}') != (open & 1 == 1) {
+                    return Err(unexpected(json, j));
+                }
+                open >>= 1;
+                depth -= 1;
+                if depth == 0 {
+                    return Ok(j + 1);
+                }
+            }
+            _ => {}
+        }
+        j += 1;
+    }
+    Err("unterminated object or array".into())
 }
 
 /// Calls `visit(key, value)` for each member of the object `json`, in order,
@@ -182,22 +196,105 @@ pub(crate) fn items<'a>(json: &'a [u8], mut visit: impl FnMut(&'a [u8]) -> Scan<
     }
 }
 
+/// The first member of `object` named `key`; `None` when it has none or is
+/// not an object.
+pub(crate) fn member<'a>(object: &'a [u8], key: &str) -> Scan<Option<&'a [u8]>> {
+    if object.first() != Some(&b'{') {
+        return Ok(None);
+    }
+    let mut found = None;
+    members(object, |k, v| {
+        if raw_eq(k, key) {
+            found = Some(v);
+        }
+        Ok(found.is_none())
+    })?;
+    Ok(found)
+}
+
+/// Whether `test` holds for `value`, or for one of its items when it is an
+/// array (FHIR JSON spells repeating elements as arrays), stopping at the
+/// first that does.
+pub(crate) fn any<'a>(value: &'a [u8], mut test: impl FnMut(&'a [u8]) -> Scan<bool>) -> Scan<bool> {
+    if value.first() != Some(&b'[') {
+        return test(value);
+    }
+    let mut found = false;
+    items(value, |item| {
+        found = test(item)?;
+        Ok(!found)
+    })?;
+    Ok(found)
+}
+
 /// The raw content of a string value, `None` for any other value.
 pub(crate) fn string_content(value: &[u8]) -> Option<&[u8]> {
     value.strip_prefix(b"\"")?.strip_suffix(b"\"")
 }
 
 /// Whether the raw string content `raw` (as found between quotes) means
-/// `expected`, decoding JSON escapes when there are any.
+/// `expected`, decoding JSON escapes only when there are any.
 pub(crate) fn raw_eq(raw: &[u8], expected: &str) -> bool {
-    if !raw.contains(&b'\\') {
-        return raw == expected.as_bytes();
+    if raw.contains(&b'\\') {
+        decode(raw).is_some_and(|s| s == expected)
+    } else {
+        raw == expected.as_bytes()
     }
-    let mut quoted = Vec::with_capacity(raw.len() + 2);
-    quoted.push(b'"');
-    quoted.extend_from_slice(raw);
-    quoted.push(b'"');
-    serde_json::from_slice::<String>(&quoted).is_ok_and(|s| s == expected)
+}
+
+/// The text of raw string content; `None` when it is not valid UTF-8 or
+/// has an invalid escape.
+pub(crate) fn decode(raw: &[u8]) -> Option<Cow<'_, str>> {
+    if !raw.contains(&b'\\') {
+        return std::str::from_utf8(raw).ok().map(Cow::Borrowed);
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while let Some(&b) = raw.get(i) {
+        if b != b'\\' {
+            out.push(b);
+            i += 1;
+            continue;
+        }
+        let escaped = match raw.get(i + 1)? {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'u' => {
+                let high = hex4(raw.get(i + 2..i + 6)?)?;
+                i += 6;
+                let code = if (0xD800..0xDC00).contains(&high) {
+                    if raw.get(i..i + 2)? != b"\\u" {
+                        return None;
+                    }
+                    let low = hex4(raw.get(i + 2..i + 6)?)?;
+                    if !(0xDC00..0xE000).contains(&low) {
+                        return None;
+                    }
+                    i += 6;
+                    0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00)
+                } else {
+                    high
+                };
+                let c = char::from_u32(code)?;
+                out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+                continue;
+            }
+            _ => return None,
+        };
+        out.push(escaped as u8);
+        i += 2;
+    }
+    String::from_utf8(out).ok().map(Cow::Owned)
+}
+
+fn hex4(digits: &[u8]) -> Option<u32> {
+    u32::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
 }
 
 #[cfg(test)]
@@ -235,13 +332,27 @@ mod tests {
             "{\"a\":\"x}",
             "{\"a\":1 \"b\":2}",
             "{\"a\":[1,2}",
+            "{\"a\":[1,2}]}",
+            "{\"a\":{\"b\":1]}",
+            "{\"a\":}",
+            "{\"a\":,}",
         ] {
             assert!(keys(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
-    fn items_and_strings() {
+    fn caps_nesting_depth() {
+        let ok = format!("{{\"a\":{}{}}}", "[".repeat(128), "]".repeat(128));
+        assert!(keys(&ok).is_ok());
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(129), "]".repeat(129));
+        assert!(keys(&deep).unwrap_err().contains("deeper than 128"));
+        let unterminated = format!("{{\"a\":{}", "[".repeat(100_000));
+        assert!(keys(&unterminated).is_err());
+    }
+
+    #[test]
+    fn items_members_and_strings() {
         let mut seen = Vec::new();
         items(br#"[ "a", {"b":[]} ,3]"#, |v| {
             seen.push(v.to_vec());
@@ -252,14 +363,36 @@ mod tests {
             seen,
             vec![b"\"a\"".to_vec(), b"{\"b\":[]}".to_vec(), b"3".to_vec()]
         );
+        assert_eq!(
+            member(br#"{"a":1,"b":2,"b":3}"#, "b").unwrap(),
+            Some(&b"2"[..])
+        );
+        assert_eq!(member(br#"{"a":1}"#, "b").unwrap(), None);
+        assert_eq!(member(b"[1]", "b").unwrap(), None);
+        assert!(any(b"[1,2,3]", |v| Ok(v == b"2")).unwrap());
+        assert!(!any(b"[]", |_| Ok(true)).unwrap());
+        assert!(any(b"7", |v| Ok(v == b"7")).unwrap());
         assert!(raw_eq(b"final", "final"));
         assert!(raw_eq(br"fin\u0061l", "final"));
         assert!(!raw_eq(b"finals", "final"));
+        assert_eq!(
+            decode(br#"a\"b\\c\/\n\u00e9\ud83d\ude00"#).as_deref(),
+            Some("a\"b\\c/\né😀")
+        );
+        for bad in [
+            &br"\x"[..],
+            br"\u12",
+            br"\ud83d",
+            br"\ud83dx",
+            br"\",
+            b"\xff",
+        ] {
+            assert_eq!(decode(bad), None, "{bad:?}");
+        }
         assert_eq!(string_content(b"\"x\""), Some(&b"x"[..]));
         assert_eq!(string_content(b"3"), None);
         assert_eq!(newline(b"0123456789\nab\n", 0), Some(10));
         assert_eq!(newline(b"0123456789\nab\n", 11), Some(13));
-        assert_eq!(newline(b"ab\n", 0), Some(2));
         assert_eq!(newline(b"ab", 0), None);
         assert_eq!(newline(b"ab", 5), None);
     }

@@ -1,0 +1,373 @@
+//! Where `$import` inputs are read from: a registry of source kinds, each
+//! claiming the URLs it can read. Local files (`file://` URLs under the
+//! configured roots) are the one kind today; a kind for Azure Blob (ranged
+//! GETs, blob ETags) plugs in as another [`SourceKind`] without the job
+//! noticing. No kind reads an address it was not configured for: a URL no
+//! kind claims is [`SourceError::NotAllowed`].
+//!
+//! # Entity tags of local files
+//!
+//! `"<length>-<mtime>"`: the length in bytes and the modification time in
+//! nanoseconds since the Unix epoch, both in lower-case hex, quoted (a strong
+//! tag), e.g. `"1f4a-17c3b2a9d05e1f00"`. Cheap (one `stat`) and changed by
+//! any write through the file system. A client learns it by computing it
+//! the same way (`stat -c '%s %.9Y' FILE`). Tags compare without their quotes
+//! and without a `W/` prefix.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::{Component, Path, PathBuf};
+
+use super::ImportConfig;
+use super::request::SourceUrl;
+
+/// What an input is now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceInfo {
+    /// Bytes.
+    pub len: u64,
+    /// Its entity tag, quoted (see the module documentation).
+    pub etag: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// No configured source covers the URL (400 at kick-off).
+    #[error("{url} is not under a configured import source")]
+    NotAllowed { url: String },
+    /// The URL is allowed but nothing is there (400 at kick-off; during a
+    /// job, the input was deleted, renamed or moved).
+    #[error("{url} does not exist or is not a file")]
+    NotFound { url: String },
+    /// The source no longer has the entity tag the client named, or the
+    /// one the job was planned with: its content changed. 412 Precondition
+    /// Failed at kick-off, since the tag is exactly a precondition the
+    /// request makes on the source; a job whose input changes while it runs
+    /// fails with it too (its byte ranges no longer mean anything).
+    #[error("the input's entity tag is {actual}, not {expected}: it changed")]
+    EtagMismatch { expected: String, actual: String },
+    #[error("reading {url}: {message}")]
+    Io { url: String, message: String },
+}
+
+/// One readable input.
+pub trait Source: Send + Sync {
+    fn info(&self) -> Result<SourceInfo, SourceError>;
+
+    /// Its bytes from `offset` to the end, provided the source still has
+    /// entity tag `etag` when reading starts.
+    fn read_from(&self, offset: u64, etag: &str) -> Result<Box<dyn Read + Send>, SourceError>;
+}
+
+/// A kind of place inputs come from.
+pub trait SourceKind: Send + Sync {
+    /// `None` when `url` is not of this kind; otherwise the source, or why
+    /// this kind refuses it.
+    fn resolve(&self, url: &str) -> Option<Result<Box<dyn Source>, SourceError>>;
+}
+
+/// The configured source kinds.
+pub struct ImportSources {
+    kinds: Vec<Box<dyn SourceKind>>,
+}
+
+impl ImportSources {
+    pub fn from_config(config: &ImportConfig) -> Self {
+        ImportSources {
+            kinds: vec![Box::new(LocalFiles {
+                // Absolute, so that a relative root (the default is under a
+                // relative data directory) compares with absolute URLs.
+                roots: config
+                    .sources
+                    .iter()
+                    .map(|r| std::path::absolute(r).unwrap_or_else(|_| r.clone()))
+                    .collect(),
+            })],
+        }
+    }
+
+    /// The source behind `url`. Blocking (file system or network): call it
+    /// off the async threads.
+    pub fn open(&self, url: &SourceUrl) -> Result<Box<dyn Source>, SourceError> {
+        self.kinds
+            .iter()
+            .find_map(|kind| kind.resolve(url.as_str()))
+            .unwrap_or_else(|| {
+                Err(SourceError::NotAllowed {
+                    url: url.as_str().to_owned(),
+                })
+            })
+    }
+
+    /// Whether `url` is allowed and readable now, with entity tag `etag`
+    /// when one is given. Blocking, like [`ImportSources::open`].
+    pub fn check(&self, url: &SourceUrl, etag: Option<&str>) -> Result<SourceInfo, SourceError> {
+        let info = self.open(url)?.info()?;
+        if let Some(expected) = etag {
+            check_etag(expected, &info.etag)?;
+        }
+        Ok(info)
+    }
+}
+
+/// `expected` and `actual` name the same content.
+pub fn check_etag(expected: &str, actual: &str) -> Result<(), SourceError> {
+    if bare(expected) == bare(actual) {
+        Ok(())
+    } else {
+        Err(SourceError::EtagMismatch {
+            expected: expected.to_owned(),
+            actual: actual.to_owned(),
+        })
+    }
+}
+
+/// A tag without `W/` and quotes.
+fn bare(tag: &str) -> &str {
+    let tag = tag.trim();
+    let tag = tag.strip_prefix("W/").unwrap_or(tag);
+    tag.strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(tag)
+}
+
+/// `file://` URLs of files under one of `roots`.
+struct LocalFiles {
+    roots: Vec<PathBuf>,
+}
+
+impl SourceKind for LocalFiles {
+    fn resolve(&self, url: &str) -> Option<Result<Box<dyn Source>, SourceError>> {
+        let rest = url.strip_prefix("file://")?;
+        Some(self.file(url, rest).map(|f| Box::new(f) as Box<dyn Source>))
+    }
+}
+
+impl LocalFiles {
+    /// Allowed only when the path is under a root both as written (no `..`,
+    /// so the text cannot climb out) and once symbolic links are resolved
+    /// (so a link cannot lead out); existence is looked at in between, so
+    /// that a refused URL says nothing about what exists outside the roots.
+    fn file(&self, url: &str, rest: &str) -> Result<LocalFile, SourceError> {
+        let not_allowed = || SourceError::NotAllowed {
+            url: url.to_owned(),
+        };
+        // `file:///p` or `file://localhost/p`: the local host only.
+        let path = rest.strip_prefix("localhost").unwrap_or(rest);
+        if !path.starts_with('/') || path.contains(['?', '#']) {
+            return Err(not_allowed());
+        }
+        let path = PathBuf::from(percent_decode(path).ok_or_else(not_allowed)?);
+        let plain = path
+            .components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+        if !plain || !self.roots.iter().any(|root| path.starts_with(root)) {
+            return Err(not_allowed());
+        }
+        let real = match path.canonicalize() {
+            Ok(real) => real,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(SourceError::NotFound {
+                    url: url.to_owned(),
+                });
+            }
+            Err(e) => return Err(io_error(url, &e)),
+        };
+        let inside = self
+            .roots
+            .iter()
+            .filter_map(|root| root.canonicalize().ok())
+            .any(|root| real.starts_with(root));
+        if !inside {
+            return Err(not_allowed());
+        }
+        if !real.is_file() {
+            return Err(SourceError::NotFound {
+                url: url.to_owned(),
+            });
+        }
+        Ok(LocalFile {
+            url: url.to_owned(),
+            path: real,
+        })
+    }
+}
+
+/// `%XX` escapes decoded; `None` for a bad escape or a result that is not
+/// UTF-8 or holds a NUL.
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok().filter(|s| !s.contains('\0'))
+}
+
+struct LocalFile {
+    url: String,
+    path: PathBuf,
+}
+
+impl LocalFile {
+    fn info_of(&self, file: &File) -> Result<SourceInfo, SourceError> {
+        let meta = file.metadata().map_err(|e| io_error(&self.url, &e))?;
+        Ok(local_info(&meta))
+    }
+
+    fn open(&self) -> Result<File, SourceError> {
+        File::open(&self.path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => SourceError::NotFound {
+                url: self.url.clone(),
+            },
+            _ => io_error(&self.url, &e),
+        })
+    }
+}
+
+fn local_info(meta: &std::fs::Metadata) -> SourceInfo {
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    SourceInfo {
+        len: meta.len(),
+        etag: format!("\"{:x}-{mtime:x}\"", meta.len()),
+    }
+}
+
+impl Source for LocalFile {
+    fn info(&self) -> Result<SourceInfo, SourceError> {
+        self.info_of(&self.open()?)
+    }
+
+    /// The tag is checked on the opened file, so a replacement between the
+    /// check and the read cannot slip in.
+    fn read_from(&self, offset: u64, etag: &str) -> Result<Box<dyn Read + Send>, SourceError> {
+        let mut file = self.open()?;
+        check_etag(etag, &self.info_of(&file)?.etag)?;
+        file.seek(SeekFrom::Start(offset))
+            .map_err(|e| io_error(&self.url, &e))?;
+        Ok(Box::new(file))
+    }
+}
+
+fn io_error(url: &str, e: &io::Error) -> SourceError {
+    SourceError::Io {
+        url: url.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+/// The `file://` URL of a local path (for tests and tools).
+pub fn file_url(path: &Path) -> SourceUrl {
+    SourceUrl(format!("file://{}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sources(roots: &[&Path]) -> ImportSources {
+        let mut config = ImportConfig::for_data_dir(Path::new("/nowhere"));
+        config.sources = roots.iter().map(|r| r.to_path_buf()).collect();
+        ImportSources::from_config(&config)
+    }
+
+    fn url(s: String) -> SourceUrl {
+        SourceUrl(s)
+    }
+
+    #[test]
+    fn only_files_under_the_roots() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let dir = root.path().join("sub dir");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("a.ndjson"), "{}\n").unwrap();
+        std::fs::write(outside.path().join("b.ndjson"), "{}\n").unwrap();
+        std::os::unix::fs::symlink(outside.path().join("b.ndjson"), dir.join("link.ndjson"))
+            .unwrap();
+        let s = sources(&[root.path()]);
+        let r = root.path().display();
+
+        let info = s
+            .check(&url(format!("file://{r}/sub%20dir/a.ndjson")), None)
+            .unwrap();
+        assert_eq!(info.len, 3);
+        assert!(info.etag.starts_with("\"3-") && info.etag.ends_with('"'));
+        assert!(s.check(&file_url(&dir.join("a.ndjson")), None).is_ok());
+        assert!(
+            s.check(
+                &url(format!("file://localhost{r}/sub%20dir/a.ndjson")),
+                None
+            )
+            .is_ok()
+        );
+
+        let refused =
+            |u: String| matches!(s.check(&url(u), None), Err(SourceError::NotAllowed { .. }));
+        assert!(refused(format!(
+            "file://{}",
+            outside.path().join("b.ndjson").display()
+        )));
+        assert!(refused(format!("file://{r}/sub%20dir/../../b.ndjson")));
+        assert!(refused(format!("file://{r}/sub%20dir/link.ndjson")));
+        assert!(refused(format!("file://{r}/x%zz")));
+        assert!(refused(format!("file://{r}/a?x=1")));
+        assert!(refused("file://other-host/etc/passwd".into()));
+        assert!(refused("http://example.com/a.ndjson".into()));
+        assert!(refused("relative/a.ndjson".into()));
+        // Outside the roots, existence is not even looked at.
+        assert!(refused("file:///no/such/file".into()));
+
+        let missing =
+            |u: String| matches!(s.check(&url(u), None), Err(SourceError::NotFound { .. }));
+        assert!(missing(format!("file://{r}/none.ndjson")));
+        assert!(missing(format!("file://{r}/sub%20dir")));
+    }
+
+    #[test]
+    fn etags_follow_the_content() {
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("a.ndjson");
+        std::fs::write(&path, "{}\n").unwrap();
+        let s = sources(&[root.path()]);
+        let u = file_url(&path);
+        let etag = s.check(&u, None).unwrap().etag;
+        let bare_tag = etag.trim_matches('"').to_owned();
+        assert!(s.check(&u, Some(&etag)).is_ok());
+        assert!(s.check(&u, Some(&bare_tag)).is_ok());
+        assert!(s.check(&u, Some(&format!("W/{etag}"))).is_ok());
+        assert!(matches!(
+            s.check(&u, Some("\"other\"")),
+            Err(SourceError::EtagMismatch { .. })
+        ));
+
+        let source = s.open(&u).unwrap();
+        let mut read = String::new();
+        source
+            .read_from(1, &etag)
+            .unwrap()
+            .read_to_string(&mut read)
+            .unwrap();
+        assert_eq!(read, "}\n");
+        std::fs::write(&path, "{\"a\":1}\n").unwrap();
+        assert!(matches!(
+            source.read_from(0, &etag),
+            Err(SourceError::EtagMismatch { .. })
+        ));
+        assert_ne!(source.info().unwrap().etag, etag);
+        std::fs::remove_file(&path).unwrap();
+        assert!(matches!(source.info(), Err(SourceError::NotFound { .. })));
+    }
+}
