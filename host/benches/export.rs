@@ -113,7 +113,7 @@ fn export(
             200 => break poll.json().expect("manifest"),
             202 => {
                 std::thread::sleep(wait);
-                wait = (wait * 2).min(Duration::from_millis(200));
+                wait = (wait * 2).min(Duration::from_millis(50));
             }
             other => panic!("export failed with {other}: {:?}", poll.text()),
         }

@@ -229,5 +229,7 @@ fn main() {
             r.rss_mb
         );
     }
-    println!("\nTargets (×10, IncrementalLoad): ≥ {TARGET_RES_S} resources/s, peak RSS < {TARGET_RSS_MB} MB.");
+    println!(
+        "\nTargets (×10, IncrementalLoad): ≥ {TARGET_RES_S} resources/s, peak RSS < {TARGET_RSS_MB} MB."
+    );
 }

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::support::{
     FHIR_JSON, IMPORT_HEADERS, IMPORT_SOURCES_ENV, NDJSON, Resp, Sandbox, Server, file_url,
-    import_body, import_input,
+    import_body, import_input, local_etag, patient,
 };
 
 /// A server whose import source is the sandbox folder `in`, which is
@@ -25,10 +25,6 @@ async fn server(sandbox: &mut Sandbox) -> (Server, PathBuf) {
     (srv, dir)
 }
 
-fn patient(id: &str) -> Value {
-    json!({"resourceType": "Patient", "id": id, "gender": "female"})
-}
-
 /// Writes `lines` (each serialised, `\n`-terminated) to `dir/name`.
 fn write_lines(dir: &Path, name: &str, lines: &[Value]) -> PathBuf {
     let path = dir.join(name);
@@ -39,19 +35,6 @@ fn write_lines(dir: &Path, name: &str, lines: &[Value]) -> PathBuf {
     }
     std::fs::write(&path, text).unwrap();
     path
-}
-
-/// The local file's entity tag as the sources document it:
-/// `"<length hex>-<mtime ns hex>"`.
-fn etag_of(path: &Path) -> String {
-    let meta = std::fs::metadata(path).unwrap();
-    let mtime = meta
-        .modified()
-        .unwrap()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("\"{:x}-{mtime:x}\"", meta.len())
 }
 
 /// What must be wrong with a response: status and the issue's expression.
@@ -116,7 +99,7 @@ async fn kickoff_rejects_each_bad_parameter_precisely() {
         ),
         (
             "unknown mode",
-            import_body(Some("FullLoad"), &[], &[a_input.clone()]),
+            import_body(Some("FullLoad"), &[], std::slice::from_ref(&a_input)),
             400,
             "Parameters.parameter[1]",
             "FullLoad",
@@ -137,7 +120,7 @@ async fn kickoff_rejects_each_bad_parameter_precisely() {
             import_body(
                 None,
                 &[json!({"name": "allowNegativeVersions", "valueString": "true"})],
-                &[a_input.clone()],
+                std::slice::from_ref(&a_input),
             ),
             400,
             "Parameters.parameter[1]",
@@ -148,7 +131,7 @@ async fn kickoff_rejects_each_bad_parameter_precisely() {
             import_body(
                 None,
                 &[json!({"name": "errorContainerName", "valueString": "../logs"})],
-                &[a_input.clone()],
+                std::slice::from_ref(&a_input),
             ),
             400,
             "Parameters.parameter[1]",
@@ -159,7 +142,7 @@ async fn kickoff_rejects_each_bad_parameter_precisely() {
             import_body(
                 None,
                 &[json!({"name": "eventualConsistency", "valueBoolean": true})],
-                &[a_input.clone()],
+                std::slice::from_ref(&a_input),
             ),
             400,
             "Parameters.parameter[1]",
@@ -347,7 +330,7 @@ async fn kickoff_rejects_each_bad_parameter_precisely() {
             headers,
         )
     };
-    let valid = import_body(None, &[], &[a_input.clone()]).to_string();
+    let valid = import_body(None, &[], std::slice::from_ref(&a_input)).to_string();
     let header_cases: Vec<(&str, Resp, u16)> = vec![
         (
             "not JSON",
@@ -388,7 +371,7 @@ async fn kickoff_rejects_each_bad_parameter_precisely() {
         .send(
             Method::POST,
             "/$import?mode=InitialLoad",
-            Some(&import_body(None, &[], &[a_input.clone()])),
+            Some(&import_body(None, &[], std::slice::from_ref(&a_input))),
             IMPORT_HEADERS,
         )
         .await;
@@ -425,7 +408,7 @@ async fn kickoff_accepts_every_parameter() {
             "code": {"text": "x"}}),
         ],
     );
-    let etag = etag_of(&a);
+    let etag = local_etag(&a);
     let body = import_body(
         Some("IncrementalLoad"),
         &[
@@ -460,7 +443,7 @@ async fn kickoff_accepts_every_parameter() {
 
     // InitialLoad, typed by valueCode, the etag without quotes.
     let c = write_lines(&dir, "c.ndjson", &[patient("c1")]);
-    let bare = etag_of(&c).trim_matches('"').to_owned();
+    let bare = local_etag(&c).trim_matches('"').to_owned();
     let body = json!({"resourceType": "Parameters", "parameter": [
         {"name": "inputFormat", "valueCode": NDJSON},
         {"name": "mode", "valueCode": "InitialLoad"},
@@ -521,7 +504,7 @@ async fn registration_is_idempotent() {
         None,
         &[],
         &[
-            import_input(Some("Patient"), &file_url(&a), Some(&etag_of(&a))),
+            import_input(Some("Patient"), &file_url(&a), Some(&local_etag(&a))),
             ib.clone(),
         ],
     );
@@ -533,7 +516,7 @@ async fn registration_is_idempotent() {
 
     for different in [
         import_body(Some("InitialLoad"), &[], &[ia.clone(), ib.clone()]),
-        import_body(None, &[], &[ia.clone()]),
+        import_body(None, &[], std::slice::from_ref(&ia)),
         import_body(
             None,
             &[json!({"name": "allowNegativeVersions", "valueBoolean": true})],

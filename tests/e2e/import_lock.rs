@@ -3,7 +3,9 @@
 //! `$export` and the import's status and cancel go on; the lock survives
 //! a restart; a cancelled import (queued or running) stops, answers 404,
 //! keeps what it imported and releases the lock; cancel after completion
-//! is 409.
+//! is 409; an import whose input is rewritten (under a registered etag) or
+//! deleted before it starts fails, its status answering 412 or 400 with
+//! an OperationOutcome, and cancelling it is 409.
 //!
 //! Nothing here sleeps and hopes: each check that needs the job under way
 //! is followed by a status poll that must still answer 202, which proves
@@ -15,7 +17,7 @@ use serde_json::{Value, json};
 
 use crate::support::{
     IMPORT_SOURCES_ENV, InputFile, RANGE_BYTES_ENV, Resp, Sandbox, Server, WORKERS_ENV, file_url,
-    import_body, import_input, typed_inputs, write_synthea_copies,
+    import_body, import_input, local_etag, patient, typed_inputs, write_synthea_copies,
 };
 
 /// Copies of synthea-100 per import (38,472 resources each).
@@ -32,10 +34,6 @@ async fn server(sandbox: &mut Sandbox, env: &[(&str, &str)]) -> Server {
     ];
     all.extend_from_slice(env);
     sandbox.start_env(&[], &all).await
-}
-
-fn patient(id: &str) -> Value {
-    json!({"resourceType": "Patient", "id": id, "gender": "female"})
 }
 
 /// Asserts the job is still queued or running.
@@ -260,6 +258,43 @@ async fn cancel_running_and_queued_imports() {
     srv.delete(&b).await.ok(202);
     still_under_way(&srv.get(&a).await, "the cancel of the queued import");
     srv.get(&b).await.outcome(404);
+
+    // Two more wait behind `a`; their inputs change before they start: one
+    // is rewritten (its registration named its etag), one deleted. Both
+    // jobs fail, each answering its status URL with the failure.
+    let dir = sandbox.dir("in");
+    let (changed, deleted) = (dir.join("changed.ndjson"), dir.join("deleted.ndjson"));
+    for path in [&changed, &deleted] {
+        std::fs::write(path, format!("{}\n", patient("late"))).unwrap();
+    }
+    let tag = local_etag(&changed);
+    let c = srv
+        .start_import(&import_body(
+            None,
+            &[],
+            &[import_input(
+                Some("Patient"),
+                &file_url(&changed),
+                Some(&tag),
+            )],
+        ))
+        .await;
+    let d = srv
+        .start_import(&import_body(
+            None,
+            &[],
+            &[import_input(Some("Patient"), &file_url(&deleted), None)],
+        ))
+        .await;
+    let (c, d) = (srv.local(&c), srv.local(&d));
+    std::fs::write(
+        &changed,
+        format!("{}\n{}\n", patient("late"), patient("later")),
+    )
+    .unwrap();
+    std::fs::remove_file(&deleted).unwrap();
+    still_under_way(&srv.get(&a).await, "the inputs changed");
+
     let done = srv.await_import(&a).await;
     let expected: u64 = first.iter().map(|f| f.lines).sum();
     let imported: u64 = done["output"]
@@ -279,4 +314,15 @@ async fn cancel_running_and_queued_imports() {
         .unwrap();
     assert_eq!(cancelled["state"], "cancelled", "{cancelled}");
     assert_eq!(cancelled["started"], Value::Null, "{cancelled}");
+
+    for (status, code, what) in [(&c, 412, "entity tag"), (&d, 400, "does not exist")] {
+        let failed = srv.poll_export(status).await.outcome(code);
+        let text = failed["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(text.contains(what), "{status}: {failed}");
+        let conflict = srv.delete(status).await.outcome(409);
+        assert!(conflict.to_string().contains("failed"), "{conflict}");
+    }
+    srv.get("/Patient/late").await.outcome(404);
 }

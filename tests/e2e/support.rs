@@ -1154,6 +1154,24 @@ pub fn file_url(path: &Path) -> String {
     format!("file://{}", path.display())
 }
 
+/// A small valid Patient.
+pub fn patient(id: &str) -> Value {
+    serde_json::json!({"resourceType": "Patient", "id": id, "gender": "female"})
+}
+
+/// A local file's entity tag as the import sources document it:
+/// `"<length hex>-<mtime ns hex>"`.
+pub fn local_etag(path: &Path) -> String {
+    let meta = std::fs::metadata(path).expect("stat an input file");
+    let mtime = meta
+        .modified()
+        .expect("modification time")
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after the epoch")
+        .as_nanos();
+    format!("\"{:x}-{mtime:x}\"", meta.len())
+}
+
 /// One `input` parameter: `type` (when given), `url`, `etag` (when given).
 pub fn import_input(rtype: Option<&str>, url: &str, etag: Option<&str>) -> Value {
     let mut parts = Vec::new();
@@ -1271,7 +1289,12 @@ impl Http {
                 "output entry without inputUrl: {e}"
             );
         }
-        let files = format!("{}/errors/", self.local(status_url));
+        let status = if status_url.starts_with("http://") {
+            self.local(status_url)
+        } else {
+            self.url(status_url)
+        };
+        let files = format!("{status}/errors/");
         for e in body["error"]
             .as_array()
             .unwrap_or_else(|| panic!("error is not an array: {body}"))

@@ -4,8 +4,11 @@
 //!
 //! Layout, in the order an export flows through it:
 //! - `request`: the typed kick-off the edge persists as the job's request;
-//! - `plan`: types, patients (Group members through the group-resolver
-//!   plugin), compiled `_typeFilter`s, `_elements`, units, warnings;
+//! - `plan`: types, patients, compiled `_typeFilter`s, `_elements`, units
+//!   (a last one for referenced resources), warnings;
+//! - `groups`: Group members through the group-resolver plugin, whose
+//!   `fhir-read`/`fhir-search` imports it answers (searches run on the
+//!   type-filter plugin), the kick-off's check, members added since `_since`;
 //! - `snapshot`: the store as of the transaction time (also the plugin's
 //!   `fhir-read`); `patients`: who is exported and under whom a shared
 //!   resource goes; `select`: which versions, and deletions as what;

@@ -908,3 +908,41 @@ fn export_with_history_imports_back_identically() {
     assert_eq!(target.contents(), source.contents());
     assert_eq!(target.store.stats().unwrap(), source.store.stats().unwrap());
 }
+
+/// An input over HTTP, read in ranges, imports like the same local file.
+#[test]
+fn http_inputs_import_like_local_files() {
+    let local = Env::with(|c| c.range_bytes = 300);
+    let url = local.file("hand.ndjson", &hand_made());
+    let expected = local.import(&request(ImportMode::IncrementalLoad, &[(None, &url)]));
+
+    let served = TempDir::new().unwrap();
+    std::fs::write(served.path().join("hand.ndjson"), hand_made()).unwrap();
+    let server = super::source::FileServer::start(served.path());
+    let env = Env::with(|c| {
+        c.range_bytes = 300;
+        c.allowed_http = vec![format!("{}/files/", server.base)];
+    });
+    let url = SourceUrl(format!("{}/files/hand.ndjson", server.base));
+    let done = env.import(&request(ImportMode::IncrementalLoad, &[(None, &url)]));
+    assert_eq!(done.counts(), expected.counts());
+    let records = |i: &Imported| -> Vec<Value> { i.errors.values().flatten().cloned().collect() };
+    assert_eq!(records(&done), records(&expected));
+    let without_assigned = |e: &Env| -> Vec<(String, u64, bool, String)> {
+        e.contents()
+            .into_iter()
+            .map(|(r, v, _, d, body)| {
+                (
+                    r,
+                    v,
+                    d,
+                    body.split("\"lastUpdated\"")
+                        .nth(1)
+                        .map(|b| b[28..].to_owned())
+                        .unwrap_or_default(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(without_assigned(&env), without_assigned(&local));
+}

@@ -2,6 +2,7 @@
 //! in `examples/plugins/` and the hostile ones in `tests/plugins/`, all
 //! built from source by `host/build.rs`.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant as Clock};
 use super::*;
 use crate::config::{PluginConfig, PluginLimits, PluginsConfig};
 use crate::fhir::outcome::{IssueType, OperationOutcome};
+use crate::fhir::resource::Resource;
 
 fn guest(name: &str) -> PathBuf {
     Path::new(env!("GUEST_COMPONENTS_DIR")).join(format!("{name}.wasm"))
@@ -54,37 +56,119 @@ fn matches(plugin: &Arc<LoadedPlugin>, query: &str, batch: &[u8]) -> usize {
         .count()
 }
 
+/// Every synthea resource of `resource_type` as the store hands it to a
+/// filter (normalised, version 1), `lastUpdated` one step apart per line
+/// from 2024-01-01 as in the engine's own synthea tests.
+fn stored(resource_type: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/data/synthea-100")
+        .join(format!("{resource_type}.ndjson.gz"));
+    let file = std::fs::File::open(path).unwrap();
+    let first = crate::fhir::Instant::parse("2024-01-01T00:00:00Z").unwrap();
+    let mut out = Vec::new();
+    for (i, line) in BufReader::new(flate2::read::GzDecoder::new(file))
+        .lines()
+        .enumerate()
+    {
+        let resource = Resource::from_slice(line.unwrap().as_bytes()).unwrap();
+        let id = resource.id.clone().unwrap();
+        let updated = crate::fhir::Instant::from_millis(first.as_millis() + i as i64 * 997_003);
+        out.extend(resource.to_stored_bytes(&id, 1, updated));
+        out.push(b'\n');
+    }
+    out
+}
+
+/// Every query of the engine's oracle table (`plugins/fhir-search/tests/
+/// cases.txt`) through the default plugin and through the native engine, on
+/// the synthea type it names, in export-sized batches: the same verdicts,
+/// or the same refusal.
 #[test]
-fn default_type_filter_agrees_with_native_code() {
+fn default_type_filter_agrees_with_the_native_engine_on_every_case() {
     let plugin = runtime()
         .load(PluginKind::TypeFilter, &PluginConfig::default())
         .unwrap();
     assert_eq!(plugin.wit_version(), &WIT_VERSION);
-    let batch = observations(2000);
-    for query in [
-        "code=http://loinc.org|8302-2",
-        "status=final",
-        "category=vital-signs&code=29463-7",
-    ] {
-        let native = fhir_search::compile("Observation", query)
-            .unwrap()
-            .evaluate(&batch)
-            .unwrap();
-        let mut filter = TypeFilter::compile(&plugin, "Observation", query)
-            .unwrap()
-            .unwrap();
-        assert_eq!(filter.evaluate(&batch).unwrap(), native, "{query}");
-        assert!(
-            native.iter().any(|v| *v),
-            "{query} should match some of the sample"
-        );
+    let table =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/fhir-search/tests/cases.txt");
+    let table = std::fs::read_to_string(table).unwrap();
+    let mut data: HashMap<&str, Vec<u8>> = HashMap::new();
+    let (mut evaluated, mut refused, mut matched_total) = (0, 0, 0);
+    for line in table
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let (resource_type, query) = line.split_once('?').unwrap();
+        let native = fhir_search::compile(resource_type, query);
+        let wasm = TypeFilter::compile(&plugin, resource_type, query).unwrap();
+        match (native, wasm) {
+            (Ok(native), Ok(mut wasm)) => {
+                let ndjson = data
+                    .entry(resource_type)
+                    .or_insert_with(|| stored(resource_type));
+                let mut matched = 0;
+                for batch in ndjson
+                    .split_inclusive(|b| *b == b'\n')
+                    .collect::<Vec<_>>()
+                    .chunks(1000)
+                {
+                    let batch = batch.concat();
+                    let verdicts = native.evaluate(&batch).unwrap();
+                    assert_eq!(wasm.evaluate(&batch).unwrap(), verdicts, "{line}");
+                    matched += verdicts.iter().filter(|v| **v).count();
+                }
+                matched_total += matched;
+                evaluated += 1;
+            }
+            (Err(native), Err(issues)) => {
+                let native: Vec<(String, Option<String>)> = native
+                    .into_iter()
+                    .map(|r| (r.code.to_owned(), Some(r.diagnostics)))
+                    .collect();
+                let wasm: Vec<(String, Option<String>)> = issues
+                    .into_iter()
+                    .map(|i| {
+                        (
+                            serde_json::to_value(i.code)
+                                .unwrap()
+                                .to_string()
+                                .replace('"', ""),
+                            i.diagnostics,
+                        )
+                    })
+                    .collect();
+                assert_eq!(wasm, native, "{line}");
+                refused += 1;
+            }
+            (Ok(_), Err(issues)) => {
+                panic!("{line}: native accepts, the plugin refuses: {issues:?}")
+            }
+            (Err(native), Ok(_)) => panic!(
+                "{line}: the plugin accepts, native refuses: {:?}",
+                native.iter().map(|r| &r.diagnostics).collect::<Vec<_>>()
+            ),
+        }
     }
+    assert!(
+        evaluated >= 45,
+        "{evaluated} cases evaluated, {refused} refused"
+    );
+    assert!(matched_total > 0, "the cases select something");
+}
 
-    let mut filter = TypeFilter::compile(&plugin, "Observation", "status=final")
+#[test]
+fn select_keeps_the_original_bytes_of_matching_lines() {
+    let plugin = runtime()
+        .load(PluginKind::TypeFilter, &PluginConfig::default())
+        .unwrap();
+    let batch = observations(2000);
+    let mut filter = TypeFilter::compile(&plugin, "Observation", "category=vital-signs")
         .unwrap()
         .unwrap();
     let mut out = Vec::new();
     let n = filter.select(&batch, &mut out).unwrap();
+    assert!(n > 0 && n < 2000, "{n}");
     assert_eq!(out.iter().filter(|b| **b == b'\n').count(), n);
     assert!(
         batch
@@ -94,24 +178,41 @@ fn default_type_filter_agrees_with_native_code() {
     );
 }
 
+/// What the engine cannot evaluate, the plugin refuses with `not-supported`
+/// issues naming the parameter: never ignored.
 #[test]
 fn unsupported_queries_are_rejected_with_issues() {
     let plugin = runtime()
         .load(PluginKind::TypeFilter, &PluginConfig::default())
         .unwrap();
-    let issues = match TypeFilter::compile(&plugin, "Observation", "date=ge2020&code=x").unwrap() {
-        Err(issues) => issues,
-        Ok(_) => panic!("date=ge2020 must be rejected"),
-    };
-    assert_eq!(issues.len(), 1);
-    assert_eq!(issues[0].code, IssueType::NotSupported);
-    assert!(
-        issues[0]
-            .diagnostics
-            .as_deref()
-            .unwrap()
-            .contains("unsupported parameter 'date'")
-    );
+    let listed = fhir_search::unsupported_definitions()
+        .into_iter()
+        .find(|u| !matches!(u.base, "Resource" | "DomainResource"))
+        .expect("some R4 definitions cannot be evaluated");
+    for (resource_type, query, name) in [
+        (listed.base, format!("{}=x&_id=y", listed.code), listed.code),
+        (
+            "Observation",
+            "_has:Observation:patient:code=1234&code=x".to_owned(),
+            "_has",
+        ),
+    ] {
+        let issues = match TypeFilter::compile(&plugin, resource_type, &query).unwrap() {
+            Err(issues) => issues,
+            Ok(_) => panic!("{resource_type}?{query} must be rejected"),
+        };
+        assert!(!issues.is_empty(), "{query}");
+        assert!(
+            issues.iter().all(|i| i.code == IssueType::NotSupported),
+            "{query}: {issues:?}"
+        );
+        assert!(
+            issues
+                .iter()
+                .any(|i| i.diagnostics.as_deref().is_some_and(|d| d.contains(name))),
+            "{query}: {issues:?}"
+        );
+    }
 }
 
 /// The config picks the component: the same query on the same data gives

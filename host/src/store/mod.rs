@@ -8,6 +8,14 @@
 //! ahead of the wall clock rather than repeat an instant). All versions written
 //! by one commit share that instant, so a snapshot at T sees a commit whole or
 //! not at all.
+//!
+//! Imports ([`Store::import`]) write versions whose number and instant come
+//! from the input: instants no later than the import batch's own (a new
+//! commit instant), possibly long before the last commit, and versions in
+//! any order, kept in time order along each resource. Reads as of an instant
+//! see them where their instant puts them (snapshots, `_history`, `changed`
+//! and so `_since` exports, compartments); a read running while such a batch
+//! applies may see part of it.
 
 mod keys;
 mod record;

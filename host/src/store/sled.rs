@@ -16,9 +16,14 @@
 //! | `T` type 0 lastUpdated seq            | the `R` key (type history, change log)       |
 //! | `P` patient 0 type 0 id 0 version     | empty (compartment membership of a version)  |
 //! | `M`                                   | format, last commit instant, last seq, live resource count |
+//! | `I` session part                      | an import's progress for one part (opaque to the store) |
+//! | `E` session input line                | the error record of an imported line that was rejected |
 //!
 //! `C` makes preconditions a point read and carries the memberships a
-//! tombstone inherits. The version count is the last `seq`.
+//! tombstone inherits. The version count is the last `seq`. An imported
+//! version's `R` value has format 2: the header also carries its origin
+//! (import session, precedence, line, `seq`, patients), see
+//! `sled_import.rs`.
 //!
 //! Jobs (`JobStore`) live in a tree of their own, see [`super::sled_jobs`].
 //!
@@ -411,14 +416,27 @@ fn newest_at(
     Ok(None)
 }
 
-/// One resource as of `snapshot`: a reverse range read of its versions that
-/// stops at the first old enough.
+/// One resource as of `snapshot`. Usually nothing was written to it since:
+/// then its current pointer names the version (two point reads). Otherwise a
+/// reverse range read of its versions that stops at the first old enough
+/// (sled's reverse iteration descends the tree again per step: several times
+/// slower, which Patient/Group exports, one such read per compartment member,
+/// would pay on every resource).
 fn as_of(
     tree: &Tree,
     rtype: ResourceType,
     id: &ResourceId,
     snapshot: Instant,
 ) -> Result<Option<StoredVersion>, StoreError> {
+    let ckey = keys::current_key(rtype, id);
+    if let Some(value) = tree.get(&ckey)? {
+        let current = Current::decode(&value).ok_or_else(|| corrupt(&ckey))?;
+        if current.meta.last_updated <= snapshot {
+            let key = keys::version_key(rtype, id, current.meta.version);
+            let value = tree.get(&key)?.ok_or_else(|| corrupt(&key))?;
+            return decode_version(&key, value).map(Some);
+        }
+    }
     let versions = tree.scan_prefix(keys::resource_prefix(rtype, id)).rev();
     newest_at(versions.map(|e| e.map_err(StoreError::from)), snapshot)
 }

@@ -81,6 +81,9 @@ struct Apply<'a> {
     batch: Batch,
     resources: HashMap<(ResourceType, ResourceId), Resource>,
     outcomes: Vec<ImportOutcome>,
+    /// Each item's body, serialised before the lock for the version and
+    /// instant it most likely gets.
+    rendered: Vec<Option<Rendered>>,
     render: &'a dyn Fn(&ImportRejection<'_>) -> Vec<u8>,
     /// Whether any version was written or replaced (the batch then uses its
     /// instant).
@@ -100,14 +103,15 @@ impl SledStore {
             rejected,
             progress,
         } = batch;
-        // The JSON walks, before taking the lock.
-        let prepared: Vec<(ImportItem, Vec<String>)> = items
+        // The JSON walks and most serialising, before taking the lock.
+        let (prepared, rendered): (Vec<(ImportItem, Vec<String>)>, Vec<Option<Rendered>>) = items
             .into_iter()
             .map(|item| {
                 let patients = patients_of(item.resource.rtype, &item.id, &item.resource.body);
-                (item, patients)
+                let rendered = Rendered::guess(&item);
+                ((item, patients), rendered)
             })
-            .collect();
+            .unzip();
         let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let (ts, meta) = self.next_commit()?;
         let mut apply = Apply {
@@ -119,6 +123,7 @@ impl SledStore {
             batch: Batch::default(),
             resources: HashMap::new(),
             outcomes: Vec::with_capacity(prepared.len()),
+            rendered,
             render,
             wrote: false,
         };
@@ -348,7 +353,7 @@ impl Apply<'_> {
             last_updated,
             deleted,
         };
-        self.stage(item, &meta, &origin);
+        self.stage(index, item, &meta, &origin);
         if resource
             .current
             .as_ref()
@@ -440,7 +445,7 @@ impl Apply<'_> {
             last_updated,
             deleted,
         };
-        self.stage(item, &meta, &origin);
+        self.stage(index, item, &meta, &origin);
         if let Some(current) = &resource.current
             && current.meta.version == version
         {
@@ -460,13 +465,16 @@ impl Apply<'_> {
     }
 
     /// `R`, its log entries and its compartment entries.
-    fn stage(&mut self, item: &ImportItem, meta: &VersionMeta, origin: &Origin) {
+    fn stage(&mut self, index: usize, item: &ImportItem, meta: &VersionMeta, origin: &Origin) {
         let rtype = item.resource.rtype;
+        let rendered = self.rendered.get_mut(index).and_then(Option::take);
         let body = if meta.deleted {
             Vec::new()
         } else {
-            item.resource
-                .to_stored_bytes(&item.id, meta.version, meta.last_updated)
+            rendered.and_then(|r| r.body_for(meta)).unwrap_or_else(|| {
+                item.resource
+                    .to_stored_bytes(&item.id, meta.version, meta.last_updated)
+            })
         };
         let rkey = keys::version_key(rtype, &item.id, meta.version);
         for patient in &origin.patients {
@@ -530,6 +538,58 @@ impl Apply<'_> {
             record,
         );
         ImportOutcome::Rejected(conflict)
+    }
+}
+
+/// A body serialised ahead of the writer lock, for the version the item
+/// names (or 1, what a new resource gets) and the instant it names (or a
+/// placeholder, patched in place once the batch's instant is known).
+struct Rendered {
+    version: u64,
+    last_updated: Option<Instant>,
+    bytes: Vec<u8>,
+}
+
+/// Stands for the batch's instant until it is known. Any instant from year
+/// 1000 to 9999 has the same 24-byte form, so it is patched in place.
+fn placeholder() -> Instant {
+    Instant::from_millis(0)
+}
+
+impl Rendered {
+    fn guess(item: &ImportItem) -> Option<Rendered> {
+        if item.deleted {
+            return None;
+        }
+        let version = item.version.unwrap_or(1);
+        let at = item.last_updated.unwrap_or_else(placeholder);
+        Some(Rendered {
+            version,
+            last_updated: item.last_updated,
+            bytes: item.resource.to_stored_bytes(&item.id, version, at),
+        })
+    }
+
+    /// The body for `meta`, if this one is it or can be patched into it.
+    fn body_for(mut self, meta: &VersionMeta) -> Option<Vec<u8>> {
+        if self.version != meta.version {
+            return None;
+        }
+        match self.last_updated {
+            Some(t) => (t == meta.last_updated).then_some(self.bytes),
+            None => {
+                let placeholder = placeholder().to_fhir();
+                let actual = meta.last_updated.to_fhir();
+                // `meta` comes right after `resourceType` and `id`, and
+                // neither can hold a `:`: the first occurrence is
+                // `meta.lastUpdated`.
+                let at = memchr::memmem::find(&self.bytes, placeholder.as_bytes())?;
+                (actual.len() == placeholder.len()).then(|| {
+                    self.bytes[at..at + actual.len()].copy_from_slice(actual.as_bytes());
+                    self.bytes
+                })
+            }
+        }
     }
 }
 
@@ -826,6 +886,32 @@ mod tests {
             ImportOutcome::Rejected(ImportConflict::LastUpdatedTaken(2))
         );
         assert_eq!(versions_of(&store, "o")[0], (6, batch_ts, false));
+        // Bodies carry the version and instant decided under the lock, also
+        // when they differ from what was serialised ahead of it.
+        for (version, ts) in [(6, batch_ts), (1, at(10))] {
+            let stored = store
+                .vread(rt("Observation"), &id("o"), version)
+                .unwrap()
+                .unwrap();
+            let meta = format!(r#""meta":{{"versionId":"{version}","lastUpdated":"{ts}"}}"#);
+            assert!(
+                String::from_utf8_lossy(&stored.body).contains(&meta),
+                "{stored:?}"
+            );
+        }
+        let created = import(
+            &store,
+            ImportWrites::CreateOnly,
+            vec![item("n", "p", 20, None, None)],
+        );
+        let ImportOutcome::Written(meta) = &created[0] else {
+            panic!("{created:?}")
+        };
+        let stored = store.read(rt("Observation"), &id("n")).unwrap().unwrap();
+        assert!(String::from_utf8_lossy(&stored.body).contains(&format!(
+            r#""meta":{{"versionId":"1","lastUpdated":"{}"}}"#,
+            meta.last_updated
+        )));
         // Below version 1 there is no number (the store keeps versions ≥ 1).
         let below = history(&store, vec![item("o", "p", 9, None, Some(1))]);
         assert_eq!(

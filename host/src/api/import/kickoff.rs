@@ -102,21 +102,27 @@ async fn enqueue(
         blocking::run(move || {
             let all = jobs.list(Some(JobKind::Import))?;
             if let Some(job) = same_registration(&all, &request) {
+                if job.cancel_requested && !job.state.is_final() {
+                    return Err(ApiError::Conflict(format!(
+                        "the same registration (import {}) is being cancelled; register it again once it has stopped",
+                        job.id
+                    )));
+                }
                 return Ok((job.clone(), false));
             }
             check_exclusive(&all, request.mode)?;
-            let initial = request.mode == ImportMode::InitialLoad;
             let new = NewJob {
                 kind: JobKind::Import,
                 request: serialised,
                 owner: None,
                 created: Instant::now(),
             };
-            let (job, created) = jobs.enqueue(new)?;
-            if created && initial {
-                lock.hold(job.id.clone());
-            }
-            Ok((job, created))
+            let registered = if request.mode == ImportMode::InitialLoad {
+                lock.hold_while(|| jobs.enqueue(new))?
+            } else {
+                jobs.enqueue(new)?
+            };
+            Ok(registered)
         })
         .await?
     };

@@ -61,11 +61,23 @@ impl ImportLock {
         })
     }
 
-    /// Takes the lock for a just registered `InitialLoad` job.
-    pub fn hold(&self, id: JobId) {
+    /// Runs `register`, which registers an `InitialLoad` job (returning it
+    /// and whether it is new), with the lock taken: a write checked
+    /// meanwhile waits, and is refused if a job was registered.
+    pub fn hold_while<E>(
+        &self,
+        register: impl FnOnce() -> Result<(JobRecord, bool), E>,
+    ) -> Result<(JobRecord, bool), E> {
         let mut held = self.held();
-        held.insert(id);
         self.inner.locked.store(true, Ordering::SeqCst);
+        let registered = register();
+        if let Ok((job, _)) = &registered
+            && !job.state.is_final()
+        {
+            held.insert(job.id.clone());
+        }
+        self.inner.locked.store(!held.is_empty(), Ordering::SeqCst);
+        registered
     }
 
     /// `Err(Locked)` while an `InitialLoad` job is queued or running.
@@ -107,6 +119,7 @@ impl ImportLock {
     }
 }
 
+/// Whether an import job's request is an `InitialLoad`.
 pub fn is_initial_load(job: &JobRecord) -> bool {
     serde_json::from_value::<ImportRequest>(job.request.clone())
         .is_ok_and(|request| request.mode == ImportMode::InitialLoad)
@@ -147,7 +160,84 @@ fn writes_resources(method: &Method, path: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::fhir::Instant;
+    use crate::import::{ImportInput, SourceUrl};
+    use crate::jobs::{Finish, NewJob};
+    use crate::store::sled::SledStore;
+
+    fn enqueue(jobs: &dyn JobStore, mode: ImportMode, url: &str) -> JobId {
+        let request = ImportRequest {
+            request_url: "http://h/$import".into(),
+            mode,
+            allow_negative_versions: false,
+            inputs: vec![ImportInput {
+                resource_type: None,
+                url: SourceUrl(url.into()),
+                etag: None,
+            }],
+            error_location: None,
+        };
+        let new = NewJob {
+            kind: JobKind::Import,
+            request: serde_json::to_value(request).unwrap(),
+            owner: None,
+            created: Instant::now(),
+        };
+        jobs.enqueue(new).unwrap().0.id
+    }
+
+    fn is_locked(result: Result<(), ApiError>) -> bool {
+        match result {
+            Ok(()) => false,
+            Err(ApiError::Locked(_)) => true,
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn held_by_unfinished_initial_loads_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let jobs: Arc<dyn JobStore> = Arc::new(SledStore::open(dir.path()).unwrap());
+        let incremental = enqueue(jobs.as_ref(), ImportMode::IncrementalLoad, "file:///a");
+        let lock = ImportLock::load(jobs.clone()).unwrap();
+        assert!(!is_locked(lock.check().await));
+        jobs.request_cancel(&incremental, Instant::now()).unwrap();
+
+        // Read from the store, as at a start-up.
+        let initial = enqueue(jobs.as_ref(), ImportMode::InitialLoad, "file:///b");
+        let lock = ImportLock::load(jobs.clone()).unwrap();
+        assert!(is_locked(lock.check().await));
+        let now = Instant::now();
+        let claimed = jobs
+            .claim(&[JobKind::Import], "w", now, Duration::from_secs(60))
+            .unwrap()
+            .unwrap();
+        assert_eq!(claimed.id, initial);
+        assert!(is_locked(lock.check().await), "running");
+        let result = Finish::Completed {
+            result: serde_json::Value::Null,
+        };
+        jobs.finish(&initial, "w", result, now).unwrap();
+        assert!(!is_locked(lock.check().await), "completed");
+        assert!(!lock.inner.locked.load(Ordering::SeqCst));
+
+        // Taken at a kick-off; a cancel while queued ends it at once.
+        let registered = lock.hold_while(|| {
+            let id = enqueue(jobs.as_ref(), ImportMode::InitialLoad, "file:///c");
+            jobs.get(&id).map(|job| (job.unwrap(), true))
+        });
+        let next = registered.unwrap().0.id;
+        assert!(is_locked(lock.check().await));
+        let failed: Result<(JobRecord, bool), ApiError> =
+            lock.hold_while(|| Err(ApiError::invalid("refused")));
+        assert!(failed.is_err());
+        assert!(is_locked(lock.check().await), "still held by the first");
+        jobs.request_cancel(&next, Instant::now()).unwrap();
+        assert!(!is_locked(lock.check().await), "cancelled");
+    }
 
     #[test]
     fn what_the_lock_refuses() {

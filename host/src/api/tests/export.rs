@@ -297,7 +297,10 @@ async fn refused_type_filters_are_400_with_the_plugins_issues_or_dropped_when_le
     let issues = outcome["issue"].as_array().unwrap();
     assert!(issues.len() >= 2, "{outcome}");
     assert!(
-        issues[1]["diagnostics"].as_str().unwrap().contains("language"),
+        issues[1]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("language"),
         "{outcome}"
     );
 
@@ -340,7 +343,10 @@ async fn groups_must_exist_at_kickoff() {
         .unwrap()
         .to_owned();
     api.delete("/Group/g2").await;
-    accepted(&api.kickoff(&format!("/Group/g2/$export?_till={}", enc(&then))).await);
+    accepted(
+        &api.kickoff(&format!("/Group/g2/$export?_till={}", enc(&then)))
+            .await,
+    );
     // One the group resolver cannot evaluate is refused now, naming why.
     let group = json!({"resourceType": "Group", "id": "g3", "type": "person", "actual": false,
         "characteristic": [{"code": {"text": "smoker"}, "valueBoolean": true, "exclude": false}]});
@@ -629,7 +635,10 @@ async fn capability_statement_lists_the_export_operations() {
         .iter()
         .map(|o| o["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["export", "patient-export", "group-export", "import"]);
+    assert_eq!(
+        names,
+        ["export", "patient-export", "group-export", "import"]
+    );
     assert_eq!(
         cs["rest"][0]["operation"][2]["definition"],
         "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"

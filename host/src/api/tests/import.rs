@@ -1,6 +1,7 @@
 //! `$import` at the HTTP edge with the jobs held in the queue (no worker
 //! runs them): the initial-load lock, the rule that an initial load runs
-//! alone, idempotent registration, and the status of a queued job.
+//! alone, idempotent registration (not onto a job being cancelled), and
+//! the status of a queued job.
 
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -118,4 +119,32 @@ async fn an_incremental_load_locks_nothing_and_blocks_initial_loads() {
         .push(json!({"name": "type", "valueString": "Patient"}));
     let second = kickoff(&api, &other).await.ok(202);
     assert_ne!(status_path(&second), status_path(&resp));
+}
+
+#[tokio::test]
+async fn a_registration_being_cancelled_is_not_reused() {
+    use crate::jobs::{JobKind, JobStore};
+    let (api, url) = queued_api();
+    let resp = kickoff(&api, &body("IncrementalLoad", &url)).await.ok(202);
+    // A worker takes it, then a client asks to cancel: it still runs.
+    let now = crate::fhir::Instant::now();
+    let job = JobStore::claim(
+        api.store.as_ref(),
+        &[JobKind::Import],
+        "w",
+        now,
+        std::time::Duration::from_secs(60),
+    )
+    .unwrap()
+    .unwrap();
+    api.delete(&status_path(&resp)).await.ok(202);
+    assert!(api.job(job.id.as_str()).cancel_requested);
+    let again = kickoff(&api, &body("IncrementalLoad", &url)).await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    assert!(
+        again.json()["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("being cancelled")
+    );
 }

@@ -4,6 +4,7 @@
 
 mod compartment;
 mod groups;
+mod perf_tmp;
 mod resume;
 mod system;
 
