@@ -145,14 +145,6 @@ impl ImportHandler {
             config,
         }
     }
-
-    pub fn sources(&self) -> &Arc<ImportSources> {
-        &self.sources
-    }
-
-    pub fn config(&self) -> &Arc<ImportConfig> {
-        &self.config
-    }
 }
 
 impl JobHandler for ImportHandler {

@@ -31,7 +31,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Component, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -451,8 +451,9 @@ fn io_error(url: &str, e: &io::Error) -> SourceError {
     }
 }
 
-/// The `file://` URL of a local path (for tests and tools).
-pub fn file_url(path: &Path) -> SourceUrl {
+/// The `file://` URL of a local path.
+#[cfg(test)]
+pub(crate) fn file_url(path: &std::path::Path) -> SourceUrl {
     SourceUrl(format!("file://{}", path.display()))
 }
 
@@ -468,7 +469,7 @@ pub(crate) struct FileServer {
 #[cfg(test)]
 impl FileServer {
     /// Serves `dir` under `/files`, with ranges and `Last-Modified`.
-    pub fn start(dir: &Path) -> FileServer {
+    pub fn start(dir: &std::path::Path) -> FileServer {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -512,6 +513,8 @@ impl Drop for FileServer {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     fn sources(roots: &[&Path]) -> ImportSources {

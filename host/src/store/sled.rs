@@ -416,27 +416,14 @@ fn newest_at(
     Ok(None)
 }
 
-/// One resource as of `snapshot`. Usually nothing was written to it since:
-/// then its current pointer names the version (two point reads). Otherwise a
-/// reverse range read of its versions that stops at the first old enough
-/// (sled's reverse iteration descends the tree again per step: several times
-/// slower, which Patient/Group exports, one such read per compartment member,
-/// would pay on every resource).
+/// One resource as of `snapshot`: a reverse range read of its versions that
+/// stops at the first old enough.
 fn as_of(
     tree: &Tree,
     rtype: ResourceType,
     id: &ResourceId,
     snapshot: Instant,
 ) -> Result<Option<StoredVersion>, StoreError> {
-    let ckey = keys::current_key(rtype, id);
-    if let Some(value) = tree.get(&ckey)? {
-        let current = Current::decode(&value).ok_or_else(|| corrupt(&ckey))?;
-        if current.meta.last_updated <= snapshot {
-            let key = keys::version_key(rtype, id, current.meta.version);
-            let value = tree.get(&key)?.ok_or_else(|| corrupt(&key))?;
-            return decode_version(&key, value).map(Some);
-        }
-    }
     let versions = tree.scan_prefix(keys::resource_prefix(rtype, id)).rev();
     newest_at(versions.map(|e| e.map_err(StoreError::from)), snapshot)
 }

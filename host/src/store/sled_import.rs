@@ -53,6 +53,9 @@ use super::{
 use crate::fhir::compartment::patients_of;
 use crate::fhir::{Instant, ResourceId, ResourceType};
 
+/// An item with the patients whose compartments it is in.
+type Prepared = (ImportItem, Vec<String>);
+
 /// One version of a resource, as a batch sees it.
 struct Slot {
     last_updated: Instant,
@@ -104,7 +107,7 @@ impl SledStore {
             progress,
         } = batch;
         // The JSON walks and most serialising, before taking the lock.
-        let (prepared, rendered): (Vec<(ImportItem, Vec<String>)>, Vec<Option<Rendered>>) = items
+        let (prepared, rendered): (Vec<Prepared>, Vec<Option<Rendered>>) = items
             .into_iter()
             .map(|item| {
                 let patients = patients_of(item.resource.rtype, &item.id, &item.resource.body);

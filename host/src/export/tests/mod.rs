@@ -4,7 +4,6 @@
 
 mod compartment;
 mod groups;
-mod perf_tmp;
 mod resume;
 mod system;
 
