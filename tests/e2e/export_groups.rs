@@ -7,7 +7,6 @@
 //! references walked with serde_json), never by the server's code.
 
 use std::collections::{BTreeSet, HashMap};
-use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -464,7 +463,7 @@ async fn group_exports_of_synthea() {
         .as_str()
         .unwrap()
         .to_owned();
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    // Every later commit's lastUpdated is strictly greater (store clock).
     let joined = outsider.clone();
     let mut grown = insured.clone();
     grown.push(joined.clone());

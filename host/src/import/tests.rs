@@ -713,12 +713,17 @@ fn inputs_that_change_or_vanish_fail_the_job() {
         env.handler_on(crashing).run(&job, &ctx).unwrap_err(),
         JobFailure::Lost
     );
-    std::thread::sleep(Duration::from_millis(5));
-    std::fs::write(
-        env.config.sources[0].join("in.ndjson"),
-        text.replace("E", "F"),
-    )
-    .unwrap();
+    // Same length: only the modification time tells the versions apart,
+    // so it is moved explicitly rather than waited for.
+    let path = env.config.sources[0].join("in.ndjson");
+    let before = std::fs::metadata(&path).unwrap().modified().unwrap();
+    std::fs::write(&path, text.replace("E", "F")).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(before + Duration::from_secs(1))
+        .unwrap();
     let resumed = env.reload(&job);
     let JobFailure::Failed(error) = env
         .handler()
@@ -945,4 +950,41 @@ fn http_inputs_import_like_local_files() {
             .collect()
     };
     assert_eq!(without_assigned(&env), without_assigned(&local));
+}
+
+/// The default validator's verdict on a line the host accepts: its issues
+/// make the line's record, located like any other.
+#[test]
+fn validator_rejections_become_error_lines() {
+    let env = Env::new();
+    let text = format!(
+        "{}\n{}\n",
+        patient("ok", "Fine"),
+        json!({"resourceType": "Patient", "id": "typo", "fmaily": "x"})
+    );
+    let url = env.file("v.ndjson", &text);
+    let done = env.import(&request(
+        ImportMode::IncrementalLoad,
+        &[(Some("Patient"), &url)],
+    ));
+    assert_eq!(done.counts(), [1]);
+    let records = &done.errors["Patient-1.ndjson"];
+    assert_eq!(records.len(), 1);
+    let issue = &records[0]["issue"][0];
+    let offset = patient("ok", "Fine").len() + 1;
+    assert_eq!(
+        issue["diagnostics"],
+        format!("Failed to process resource at line: 2 with stream start offset: {offset}")
+    );
+    assert!(issue["details"]["text"].is_string());
+    assert!(
+        issue["expression"].to_string().contains("fmaily"),
+        "{issue}"
+    );
+    assert!(
+        env.store
+            .read(rt("Patient"), &ResourceId::parse("typo").unwrap())
+            .unwrap()
+            .is_none()
+    );
 }
