@@ -2,7 +2,7 @@
 # they install what they need (the wasm32-wasip2 target for the plugins)
 # and build with the one profile the project uses (release).
 
-.PHONY: serve test bench prerequisites
+.PHONY: serve test bench prerequisites azurite
 
 serve: prerequisites
 	cargo run --release -p hearth -- serve
@@ -12,11 +12,11 @@ serve: prerequisites
 # host/build.rs builds that workspace into (the wasm artifacts live under
 # wasm32-wasip2/ there, these under release/).
 # The end-to-end tests run last so that the run closes on their summary.
-test: prerequisites
+test: prerequisites azurite
 	cargo test --release --manifest-path plugins/Cargo.toml -p fhir-search -p import-validator-core --target-dir target/wasm
 	cargo test --release --workspace
 
-bench: prerequisites
+bench: prerequisites azurite
 	cargo bench -p hearth --bench store
 	cargo bench -p hearth --bench export
 	cargo bench -p hearth --bench plugins
@@ -27,3 +27,10 @@ prerequisites:
 	@if command -v rustup >/dev/null; then \
 		rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2; \
 	fi
+
+# Azurite, the Azure Storage emulator the Blob tests and benchmarks run,
+# pinned by tools/azurite/package-lock.json (needs node and npm).
+azurite:
+	@test -f tools/azurite/node_modules/azurite/dist/src/blob/main.js || { \
+		command -v npm >/dev/null || { echo "node and npm are required for the Azure Blob tests"; exit 1; }; \
+		npm ci --prefix tools/azurite --no-audit --no-fund; }

@@ -12,6 +12,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::azure::AzureConfig;
 use crate::export::ExportConfig;
 use crate::fhir::ResourceType;
 use crate::fhir::compartment::can_be_in_compartment;
@@ -29,6 +30,9 @@ pub struct Config {
     pub jobs: JobsConfig,
     pub export: ExportSettings,
     pub import: ImportSettings,
+    /// Azure storage accounts the export destination and import sources
+    /// refer to by name.
+    pub azure: AzureConfig,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -320,6 +324,7 @@ impl Default for Config {
             jobs: JobsConfig::default(),
             export: ExportSettings::default(),
             import: ImportSettings::default(),
+            azure: AzureConfig::default(),
         }
     }
 }
@@ -517,6 +522,9 @@ impl Config {
         self.jobs.validate()?;
         self.export.validate()?;
         self.import.validate()?;
+        self.azure
+            .validate()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         Ok(())
     }
 

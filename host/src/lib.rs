@@ -2,6 +2,7 @@
 //! root for the map of these modules and how a request flows through them.
 
 pub mod api;
+pub mod azure;
 pub mod cli;
 pub mod config;
 pub mod dataset;
