@@ -7,13 +7,14 @@
 serve: prerequisites
 	cargo run --release -p hearth -- serve
 
-# `plugins/` is a workspace of its own (excluded from this one), so its
-# natively testable crate is tested by name. Its target directory is the one
-# host/build.rs builds that workspace into (the wasm artifacts live under
-# wasm32-wasip2/ there, these under release/).
+# `plugins/` and `examples/plugins/` are workspaces of their own (excluded
+# from this one), so their natively testable crates are tested by name. The
+# target directory is the one host/build.rs builds them into (the wasm
+# artifacts live under wasm32-wasip2/ there, these under release/).
 # The end-to-end tests run last so that the run closes on their summary.
 test: prerequisites azurite
 	cargo test --release --manifest-path plugins/Cargo.toml -p fhir-search -p import-validator-core --target-dir target/wasm
+	cargo test --release --manifest-path examples/plugins/Cargo.toml -p deid-sink --target-dir target/wasm
 	cargo test --release --workspace
 
 bench: prerequisites azurite

@@ -3,10 +3,14 @@
 //! ```text
 //! cargo bench -p hearth --bench import                  # factors 1 and 10
 //! cargo bench -p hearth --bench import -- --factor 10 --mode initial
+//! cargo bench -p hearth --bench import -- --factor 1 --source both
 //! ```
 //!
 //! Options: `--factor N[,N...]` (repeatable; default 1 and 10), `--mode
-//! incremental|initial|both` (default incremental, the issue's target).
+//! incremental|initial|both` (default incremental, the issue's target),
+//! `--source file|azurite|both` (default file): with `azurite`, the files
+//! are uploaded (untimed) to a local Azurite, which the server is configured
+//! with as a blob source, and the inputs are their blob URLs.
 //!
 //! For each factor and mode: generate the scaled Synthea set
 //! (`hearth::dataset::scale`, one plain NDJSON file per type) into the
@@ -23,6 +27,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant as Clock};
 
+use hearth::azure::emulator::Azurite;
+use hearth::azure::{Accounts, AzureConfig};
 use hearth::dataset;
 use serde_json::{Value, json};
 
@@ -36,11 +42,12 @@ struct Server {
 }
 
 impl Server {
-    fn start(data_dir: &Path) -> Server {
+    fn start(data_dir: &Path, env: &[(&str, String)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -79,6 +86,7 @@ impl Drop for Server {
 struct Run {
     factor: u32,
     mode: &'static str,
+    source: &'static str,
     secs: f64,
     resources: u64,
     errors: u64,
@@ -86,8 +94,9 @@ struct Run {
     rss_mb: f64,
 }
 
-/// Every `<Type>.ndjson` of `dir` as an `input` part, with its size.
-fn inputs(dir: &Path) -> (Vec<Value>, u64) {
+/// Every `<Type>.ndjson` of `dir` as an `input` part (its URL made by
+/// `url`), with their size.
+fn inputs(dir: &Path, url: impl Fn(&Path) -> String) -> (Vec<Value>, u64) {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .expect("data folder")
         .filter_map(Result::ok)
@@ -105,26 +114,86 @@ fn inputs(dir: &Path) -> (Vec<Value>, u64) {
             let rtype = p.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
             json!({"name": "input", "part": [
                 {"name": "type", "valueString": rtype},
-                {"name": "url", "valueUri": format!("file://{}", p.display())},
+                {"name": "url", "valueUri": url(p)},
             ]})
         })
         .collect();
     (parts, bytes)
 }
 
-fn import(client: &reqwest::blocking::Client, factor: u32, mode: &'static str) -> Run {
+/// Azurite with every `<Type>.ndjson` of `dir` uploaded to the container
+/// `bench`; the accounts, and the server's environment to read them.
+fn azurite(tmp: &Path, dir: &Path) -> (Azurite, Accounts, Vec<(&'static str, String)>) {
+    let azurite = Azurite::start(&tmp.join("azurite")).expect("start Azurite");
+    let mut config = AzureConfig::default();
+    config.accounts.insert("bench".into(), azurite.account());
+    let accounts = Accounts::new(&config).expect("accounts");
+    let container = accounts.container("bench", "bench").expect("container");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        container.create().await.expect("create the container");
+        for entry in std::fs::read_dir(dir).expect("data folder") {
+            let path = entry.expect("entry").path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let bytes = std::fs::read(&path).expect("read an input");
+            container
+                .blob_client(name)
+                .put_block_blob(bytes)
+                .await
+                .expect("upload an input");
+        }
+    });
+    let env = vec![
+        (
+            "HEARTH_AZURE__ACCOUNTS__BENCH__ACCOUNT",
+            "devstoreaccount1".into(),
+        ),
+        (
+            "HEARTH_AZURE__ACCOUNTS__BENCH__ENDPOINT",
+            azurite.endpoint(),
+        ),
+        (
+            "HEARTH_AZURE__ACCOUNTS__BENCH__CREDENTIAL__KIND",
+            "emulator".into(),
+        ),
+        ("HEARTH_IMPORT__BLOB_SOURCES", "[\"bench/bench\"]".into()),
+    ];
+    (azurite, accounts, env)
+}
+
+fn import(
+    client: &reqwest::blocking::Client,
+    factor: u32,
+    mode: &'static str,
+    source: &'static str,
+) -> Run {
     let tmp = tempfile::tempdir().expect("temp dir");
     let data_dir = tmp.path().join("data");
     let folder = data_dir.join("import");
     dataset::scale(Path::new(SOURCE), factor, &folder).expect("generate");
-    let (inputs, bytes) = inputs(&folder);
+    let (blobs, env) = match source {
+        "azurite" => {
+            let (azurite, accounts, env) = azurite(tmp.path(), &folder);
+            (Some((azurite, accounts)), env)
+        }
+        _ => (None, Vec::new()),
+    };
+    let (inputs, bytes) = inputs(&folder, |p| match &blobs {
+        Some((_, accounts)) => {
+            let name = p.file_name().unwrap().to_string_lossy();
+            accounts
+                .blob_url("bench", "bench", &name)
+                .expect("blob URL")
+        }
+        None => format!("file://{}", p.display()),
+    });
     let mut parameters = vec![
         json!({"name": "inputFormat", "valueString": "application/fhir+ndjson"}),
         json!({"name": "mode", "valueString": mode}),
     ];
     parameters.extend(inputs);
     let body = json!({"resourceType": "Parameters", "parameter": parameters});
-    let server = Server::start(&data_dir);
+    let server = Server::start(&data_dir, &env);
     let t = Clock::now();
     let kickoff = client
         .post(format!("{}/$import", server.base))
@@ -159,6 +228,7 @@ fn import(client: &reqwest::blocking::Client, factor: u32, mode: &'static str) -
     Run {
         factor,
         mode,
+        source,
         secs,
         resources: count("output"),
         errors: count("error"),
@@ -167,7 +237,7 @@ fn import(client: &reqwest::blocking::Client, factor: u32, mode: &'static str) -
     }
 }
 
-fn args() -> (Vec<u32>, Vec<&'static str>) {
+fn args() -> (Vec<u32>, Vec<&'static str>, Vec<&'static str>) {
     let args: Vec<String> = std::env::args().collect();
     let values = |flag: &str| -> Vec<String> {
         args.windows(2)
@@ -188,18 +258,27 @@ fn args() -> (Vec<u32>, Vec<&'static str>) {
         Some("both") => vec!["IncrementalLoad", "InitialLoad"],
         Some(other) => panic!("--mode takes incremental, initial or both, not {other}"),
     };
-    (factors, modes)
+    let sources = match values("--source").first().map(String::as_str) {
+        None | Some("file") => vec!["file"],
+        Some("azurite") => vec!["azurite"],
+        Some("both") => vec!["file", "azurite"],
+        Some(other) => panic!("--source takes file, azurite or both, not {other}"),
+    };
+    (factors, modes, sources)
 }
 
 fn main() {
-    let (factors, modes) = args();
+    let (factors, modes, sources) = args();
     let client = reqwest::blocking::Client::new();
     let mut runs = Vec::new();
     for &factor in &factors {
-        for &mode in &modes {
-            let run = import(&client, factor, mode);
+        for (&mode, &source) in modes
+            .iter()
+            .flat_map(|m| sources.iter().map(move |s| (m, s)))
+        {
+            let run = import(&client, factor, mode, source);
             eprintln!(
-                "x{factor} {mode}: {} resources ({} rejected), {:.1} MB in {:.2} s",
+                "x{factor} {mode} from {source}: {} resources ({} rejected), {:.1} MB in {:.2} s",
                 run.resources,
                 run.errors,
                 run.bytes as f64 / 1e6,
@@ -212,15 +291,16 @@ fn main() {
         "\n`cargo bench -p hearth --bench import` (kick-off to 200, real server over 127.0.0.1, default validator)\n"
     );
     println!(
-        "| scale | mode | resources | rejected | NDJSON MB | seconds | resources/s | MB/s | server peak RSS MB |"
+        "| scale | mode | source | resources | rejected | NDJSON MB | seconds | resources/s | MB/s | server peak RSS MB |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for r in &runs {
         let mb = r.bytes as f64 / 1e6;
         println!(
-            "| ×{} | {} | {} | {} | {mb:.1} | {:.2} | {:.0} | {:.1} | {:.0} |",
+            "| ×{} | {} | {} | {} | {} | {mb:.1} | {:.2} | {:.0} | {:.1} | {:.0} |",
             r.factor,
             r.mode,
+            r.source,
             r.resources,
             r.errors,
             r.secs,

@@ -1,6 +1,8 @@
 //! Plugin benchmark: the default `_typeFilter` engine (`fhir-search`) on the
 //! synthea-100 Observations, called natively and through its WebAssembly
-//! component, in one run; and what starting a plugin costs.
+//! component, in one run; what starting a plugin costs; and what the
+//! example export sinks (examples/plugins: de-identification, gzip) cost per
+//! resource against the default passthrough sink.
 //!
 //! ```text
 //! cargo bench -p hearth --bench plugins
@@ -17,6 +19,10 @@
 //! Targets: plugin ≤ 1.3× native; native ≥ 300k resources/s for the token
 //! filter. Instantiation (new store + `InstancePre` instantiate) with a warm
 //! cache: target < 100 µs.
+//!
+//! Sinks: every synthea-100 resource, one writer per type (open, every
+//! batch, finish) as an export file goes through its sink, the three
+//! components loaded from the same cache; median round.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -154,6 +160,8 @@ fn main() {
         bytes as f64 / 1e6 / copy.as_secs_f64()
     );
 
+    sinks(&runtime, rounds, batch_lines);
+
     let mut samples: Vec<Duration> = (0..1000)
         .map(|_| plugin.probe().expect("instantiates"))
         .collect();
@@ -197,6 +205,109 @@ fn main() {
         TOKEN_TARGET / 1e3,
         us(samples[samples.len() / 2])
     );
+}
+
+/// The example sinks against the passthrough, through their components.
+fn sinks(runtime: &Runtime, rounds: usize, batch_lines: usize) {
+    let example = |name: &str, config: &[(&str, &str)]| {
+        let spec = PluginConfig {
+            component: Some(Path::new(env!("GUEST_COMPONENTS_DIR")).join(format!("{name}.wasm"))),
+            config: config
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..PluginConfig::default()
+        };
+        runtime
+            .load_as(PluginKind::ExportSink, name, &spec)
+            .unwrap_or_else(|e| panic!("{name} loads: {e}"))
+    };
+    let sinks = [
+        (
+            "passthrough (default)",
+            runtime
+                .load(PluginKind::ExportSink, &PluginConfig::default())
+                .expect("the default sink loads"),
+        ),
+        (
+            "deid-sink (default rules)",
+            example("deid_sink", &[("secret", "bench secret")]),
+        ),
+        ("gzip-sink (level 6)", example("gzip_sink", &[])),
+    ];
+    let types = typed_batches(batch_lines);
+    let resources: usize = types.iter().flat_map(|(_, b)| b).map(|(_, n)| n).sum();
+    let bytes: usize = types
+        .iter()
+        .flat_map(|(_, b)| b)
+        .map(|(b, _)| b.len())
+        .sum();
+    let write_all = |sink: &Arc<LoadedPlugin>| {
+        let started = Clock::now();
+        let mut written = 0;
+        for (rtype, batches) in &types {
+            let info = FileInfo {
+                job_id: "bench".into(),
+                resource_type: rtype.clone(),
+                part: 1,
+            };
+            let mut writer = SinkWriter::open(sink, &info).expect("opens");
+            for (batch, _) in batches {
+                written += writer.write(batch).expect("no fault").len();
+            }
+            written += writer.finish().expect("finishes").tail.len();
+        }
+        (started.elapsed(), written)
+    };
+    println!(
+        "\nexport sinks on every synthea-100 resource: {resources} resources, {:.1} MB, batches of {batch_lines} lines, one writer per type, {rounds} rounds, one thread\n",
+        bytes as f64 / 1e6
+    );
+    println!("| sink | µs/resource | resources/s | MB/s in | bytes out / in | × passthrough |");
+    println!("|---|---|---|---|---|---|");
+    let mut base = None;
+    for (label, sink) in &sinks {
+        let mut out = 0;
+        let times: Vec<Duration> = (0..rounds)
+            .map(|_| {
+                let (elapsed, written) = write_all(sink);
+                out = written;
+                elapsed
+            })
+            .collect();
+        let t = median(times).as_secs_f64();
+        let base = *base.get_or_insert(t);
+        println!(
+            "| {label} | {:.2} | {:.0}k | {:.1} | {:.2} | {:.1}× |",
+            t * 1e6 / resources as f64,
+            resources as f64 / t / 1e3,
+            bytes as f64 / 1e6 / t,
+            out as f64 / bytes as f64,
+            t / base
+        );
+    }
+}
+
+/// Every synthea-100 resource, per type, in NDJSON batches of `lines` lines.
+fn typed_batches(lines: usize) -> Vec<(String, Vec<(Vec<u8>, usize)>)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/synthea-100");
+    let mut types: Vec<(String, Vec<(Vec<u8>, usize)>)> = Vec::new();
+    for item in hearth::dataset::read_dir_resources(&dir).expect("tests/data/synthea-100") {
+        let (rtype, line) = item.expect("a readable line");
+        let rtype = rtype.to_string();
+        if types.last().is_none_or(|(t, _)| *t != rtype) {
+            types.push((rtype, vec![(Vec::new(), 0)]));
+        }
+        let batches = &mut types.last_mut().expect("never empty").1;
+        if batches.last().is_some_and(|(_, n)| *n == lines) {
+            batches.push((Vec::new(), 0));
+        }
+        let (batch, n) = batches.last_mut().expect("never empty");
+        batch.extend_from_slice(&line);
+        batch.push(b'\n');
+        *n += 1;
+    }
+    types
 }
 
 fn load(cache: &tempfile::TempDir, fuel: Option<u64>) -> Arc<LoadedPlugin> {

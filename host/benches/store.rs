@@ -23,7 +23,9 @@
 //!    with `scan_type` at one snapshot instant, summing body bytes, twice:
 //!    "cold" (first scan after opening; the OS page cache is not dropped) and
 //!    "warm". MB/s counts body bytes returned.
-//! 3. reports peak RSS (`VmHWM`) and the store's size on disk (apparent size
+//! 3. reads the compartments of every tenth Patient (what a Group export of
+//!    10% reads) and compares the time with the warm scan's;
+//! 4. reports peak RSS (`VmHWM`) and the store's size on disk (apparent size
 //!    of its files).
 
 use std::path::{Path, PathBuf};
@@ -319,9 +321,34 @@ fn child(data: &Path, store_dir: &Path, batch: usize) {
         assert_eq!(n, resources, "the scan returns every written resource");
         scans.push((n, bytes, secs));
     }
+
+    // The read behind a Group export: the compartments of every tenth
+    // Patient (in id order), as of the same snapshot.
+    let patient = ResourceType::parse("Patient").expect("Patient type");
+    let members: Vec<_> = store
+        .scan_type(patient, snapshot, None)
+        .expect("scan_type")
+        .map(|v| v.expect("scan item").id)
+        .step_by(10)
+        .collect();
+    let t = Clock::now();
+    let (mut n, mut bytes) = (0u64, 0u64);
+    for id in &members {
+        for v in store.compartment(id, snapshot).expect("compartment") {
+            n += 1;
+            bytes += v.expect("compartment item").body.len() as u64;
+        }
+    }
+    let secs = t.elapsed().as_secs_f64();
+    eprintln!(
+        "  compartments of {} patients: {n} resources, {:.1} MB in {secs:.2} s ({:.1}% of the warm scan's time)",
+        members.len(),
+        bytes as f64 / 1e6,
+        100.0 * secs / scans[1].2
+    );
     drop(store);
 
-    // 3. Peak RSS and size on disk.
+    // 4. Peak RSS and size on disk.
     let peak_rss_kib = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

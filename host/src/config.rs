@@ -12,11 +12,15 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-use crate::azure::AzureConfig;
+use crate::azure::retry::RetryPolicy;
+use crate::azure::{AzureConfig, Credential, is_container_name};
+use crate::destinations::BlobOptions;
+use crate::destinations::azure::BLOCK_BYTES;
 use crate::export::ExportConfig;
 use crate::fhir::ResourceType;
 use crate::fhir::compartment::can_be_in_compartment;
 use crate::import::ImportConfig;
+use crate::import::blob::{BlobSettings, BlobSource};
 use crate::jobs::engine::EngineConfig;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -117,6 +121,15 @@ pub struct ExportSettings {
     /// "Organization", "Location", "Medication"]`) that Patient- and
     /// Group-level exports add when exported resources reference them.
     pub include_referenced: Vec<ResourceType>,
+    /// The `[azure.accounts.<name>]` export files go to; absent means the
+    /// local folder.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
+    /// Minutes the read SAS URLs a blob manifest lists stay valid; 0 lists
+    /// plain blob URLs.
+    pub sas_minutes: u64,
+    /// How long a failing blob request is retried before the export fails.
+    pub blob_retry_seconds: u64,
 }
 
 /// `[import]`: where `$import` inputs may come from, where error files go,
@@ -135,6 +148,22 @@ pub struct ImportSettings {
     /// `<data_dir>/import-errors`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_dir: Option<PathBuf>,
+    /// Blob inputs allowed: `"<account>"` (any container of the account
+    /// named in `[azure.accounts]`) or `"<account>/<container>"`. Empty
+    /// (the default): no blob URL is imported.
+    pub blob_sources: Vec<BlobSource>,
+    /// Container of the error files of imports that read blobs, when the
+    /// request names none (`errorContainerName`).
+    pub error_container: String,
+    /// Account (in `[azure.accounts]`) receiving the error files of imports
+    /// that read no blob; absent: those stay local.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_account: Option<String>,
+    /// Tries of a blob call (the first included) before the import fails.
+    pub blob_attempts: u32,
+    /// Wait before the first retry of a blob call, doubled each time (up
+    /// to 8 s).
+    pub blob_retry_ms: u64,
     /// Byte ranges one import processes at the same time.
     pub parallelism: usize,
     /// Inputs are cut into ranges of this many bytes.
@@ -216,6 +245,9 @@ impl Default for ExportSettings {
             parallelism: ExportConfig::DEFAULT_PARALLELISM,
             retention_hours: 24,
             include_referenced: Vec::new(),
+            destination: None,
+            sas_minutes: 0,
+            blob_retry_seconds: 60,
         }
     }
 }
@@ -226,6 +258,12 @@ impl Default for ImportSettings {
             sources: None,
             allowed_http: Vec::new(),
             error_dir: None,
+            blob_sources: Vec::new(),
+            error_container: BlobSettings::DEFAULT_ERROR_CONTAINER.into(),
+            error_account: None,
+            blob_attempts: RetryPolicy::default().attempts,
+            blob_retry_ms: u64::try_from(RetryPolicy::default().first_delay.as_millis())
+                .unwrap_or(u64::MAX),
             parallelism: ImportConfig::DEFAULT_PARALLELISM,
             range_bytes: ImportConfig::DEFAULT_RANGE_BYTES,
             batch_lines: ImportConfig::DEFAULT_BATCH_LINES,
@@ -235,8 +273,29 @@ impl Default for ImportSettings {
 }
 
 impl ImportSettings {
-    fn validate(&self) -> Result<(), ConfigError> {
+    fn validate(&self, azure: &AzureConfig) -> Result<(), ConfigError> {
         let invalid = |m: &str| Err(ConfigError::Invalid(format!("import.{m}")));
+        let accounts = self
+            .blob_sources
+            .iter()
+            .map(|s| &s.account)
+            .chain(&self.error_account);
+        if let Some(unknown) = accounts
+            .into_iter()
+            .find(|a| !azure.accounts.contains_key(*a))
+        {
+            return invalid(&format!(
+                "blob_sources / error_account: no storage account '{unknown}' under [azure.accounts]"
+            ));
+        }
+        if !is_container_name(&self.error_container) {
+            return invalid(
+                "error_container: not an Azure container name (3-63 lowercase letters, digits and single hyphens)",
+            );
+        }
+        if self.blob_attempts == 0 {
+            return invalid("blob_attempts must be at least 1");
+        }
         if self.parallelism == 0 || self.range_bytes == 0 || self.batch_lines == 0 {
             return invalid("parallelism, range_bytes and batch_lines must be at least 1");
         }
@@ -298,6 +357,9 @@ impl ExportSettings {
         if self.file_max_bytes < 1024 {
             return invalid("file_max_bytes must be at least 1024");
         }
+        if self.blob_retry_seconds == 0 {
+            return invalid("blob_retry_seconds must be at least 1");
+        }
         // A compartment type is exported with the compartments already;
         // referenced ones would be duplicates.
         if let Some(t) = self
@@ -348,6 +410,10 @@ pub struct PluginsConfig {
     pub export_sink: PluginConfig,
     /// Validates imported resources.
     pub import_validator: PluginConfig,
+    /// Named export sinks (`[plugins.sinks.<name>]`), one of which an export
+    /// selects with `_sink=<name>` instead of `export_sink`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub sinks: BTreeMap<String, PluginConfig>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -363,6 +429,10 @@ pub struct PluginConfig {
     /// Free string values the plugin reads through its `host` import.
     pub config: BTreeMap<String, String>,
     pub grants: PluginGrants,
+    /// Export sinks only: the extension of the files it writes (default
+    /// `ndjson`), e.g. `ndjson.gz` for a compressing sink.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extension: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -409,8 +479,28 @@ impl PluginsConfig {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        for (role, plugin) in self.roles() {
+        let sinks = self
+            .sinks
+            .iter()
+            .map(|(name, sink)| (format!("sinks.{name}"), sink));
+        let roles = self.roles().map(|(role, plugin)| (role.to_owned(), plugin));
+        for (name, _) in &self.sinks {
+            if !is_sink_name(name) {
+                return Err(ConfigError::Invalid(format!(
+                    "plugins.sinks.{name}: a sink name is 1-64 of A-Z a-z 0-9 _ -"
+                )));
+            }
+        }
+        for (role, plugin) in roles.into_iter().chain(sinks) {
             let invalid = |m: &str| Err(ConfigError::Invalid(format!("plugins.{role}.{m}")));
+            if let Some(extension) = &plugin.extension {
+                if role != "export_sink" && !role.starts_with("sinks.") {
+                    return invalid("extension applies to export sinks only");
+                }
+                if !is_extension(extension) {
+                    return invalid("extension: 1-16 of a-z 0-9 and inner dots, e.g. ndjson.gz");
+                }
+            }
             if let Some(sha) = &plugin.sha256
                 && (sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()))
             {
@@ -428,6 +518,25 @@ impl PluginsConfig {
         }
         Ok(())
     }
+}
+
+/// The names `_sink` takes: plain enough to appear in a URL unencoded.
+fn is_sink_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+}
+
+/// Lowercase words separated by single dots (`ndjson`, `ndjson.gz`).
+fn is_extension(extension: &str) -> bool {
+    extension.len() <= 16
+        && extension.split('.').all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -521,11 +630,46 @@ impl Config {
         self.plugins.validate()?;
         self.jobs.validate()?;
         self.export.validate()?;
-        self.import.validate()?;
+        self.import.validate(&self.azure)?;
         self.azure
             .validate()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        self.validate_export_destination()
+    }
+
+    /// `export.destination` names a configured account, and one that can
+    /// sign SAS URLs when `export.sas_minutes` asks for them.
+    fn validate_export_destination(&self) -> Result<(), ConfigError> {
+        let Some(name) = &self.export.destination else {
+            return Ok(());
+        };
+        let Some(account) = self.azure.accounts.get(name) else {
+            return Err(ConfigError::Invalid(format!(
+                "export.destination: no storage account named '{name}' is configured under [azure.accounts]"
+            )));
+        };
+        if self.export.sas_minutes > 0 && matches!(account.credential, Credential::Sas { .. }) {
+            return Err(ConfigError::Invalid(format!(
+                "export.sas_minutes: signing read URLs needs the account key; azure.accounts.{name} has a SAS token (set sas_minutes = 0, or use a key credential)"
+            )));
+        }
         Ok(())
+    }
+
+    /// The blob account export files go to and how it is written, or
+    /// `None` for the local folder.
+    pub fn export_blob(&self) -> Option<(String, BlobOptions)> {
+        let account = self.export.destination.clone()?;
+        let sas = (self.export.sas_minutes > 0)
+            .then(|| Duration::from_secs(self.export.sas_minutes.saturating_mul(60)));
+        Some((
+            account,
+            BlobOptions {
+                retry: Duration::from_secs(self.export.blob_retry_seconds),
+                sas,
+                block_bytes: BLOCK_BYTES,
+            },
+        ))
     }
 
     /// Where compiled plugins are cached: `plugins.cache_dir`, by default
@@ -565,6 +709,16 @@ impl Config {
             sources: self.import.sources.clone().unwrap_or(defaults.sources),
             allowed_http: self.import.allowed_http.clone(),
             error_dir: self.import.error_dir.clone().unwrap_or(defaults.error_dir),
+            blob: BlobSettings {
+                sources: self.import.blob_sources.clone(),
+                error_container: self.import.error_container.clone(),
+                error_account: self.import.error_account.clone(),
+                retry: RetryPolicy {
+                    attempts: self.import.blob_attempts,
+                    first_delay: Duration::from_millis(self.import.blob_retry_ms),
+                    ..RetryPolicy::default()
+                },
+            },
             parallelism: self.import.parallelism,
             range_bytes: self.import.range_bytes,
             batch_lines: self.import.batch_lines,
@@ -744,6 +898,46 @@ mod tests {
     }
 
     #[test]
+    fn export_to_a_blob_account() {
+        figment::Jail::expect_with(|jail| {
+            let c = Config::load(None, &Overrides::default()).unwrap();
+            assert_eq!(c.export_blob(), None);
+            let accounts = "[azure.accounts.dev]\naccount = \"devstoreaccount1\"\n\
+                            credential = { kind = \"emulator\" }\n\
+                            [azure.accounts.sas]\naccount = \"contoso\"\n\
+                            credential = { kind = \"sas\", token = \"sv=1&sig=x\" }\n";
+            for (bad, says) in [
+                ("[export]\ndestination = \"nope\"\n", "no storage account named 'nope'"),
+                ("[export]\ndestination = \"sas\"\nsas_minutes = 5\n", "export.sas_minutes"),
+                ("[export]\ndestination = \"dev\"\nblob_retry_seconds = 0\n", "blob_retry_seconds"),
+            ] {
+                jail.create_file("bad.toml", &format!("{accounts}{bad}"))?;
+                let err = Config::load(Some(Path::new("bad.toml")), &Overrides::default())
+                    .unwrap_err()
+                    .to_string();
+                assert!(err.contains(says), "{bad}: {err}");
+            }
+            jail.create_file(
+                "ok.toml",
+                &format!("{accounts}[export]\ndestination = \"sas\"\n"),
+            )?;
+            jail.set_env("HEARTH_EXPORT__BLOB_RETRY_SECONDS", "5");
+            let c = Config::load(Some(Path::new("ok.toml")), &Overrides::default()).unwrap();
+            let (account, options) = c.export_blob().unwrap();
+            assert_eq!(account, "sas");
+            assert_eq!(options.retry, Duration::from_secs(5));
+            assert_eq!(options.sas, None);
+            jail.set_env("HEARTH_EXPORT__DESTINATION", "dev");
+            jail.set_env("HEARTH_EXPORT__SAS_MINUTES", "15");
+            let c = Config::load(Some(Path::new("ok.toml")), &Overrides::default()).unwrap();
+            let (account, options) = c.export_blob().unwrap();
+            assert_eq!(account, "dev");
+            assert_eq!(options.sas, Some(Duration::from_secs(900)));
+            Ok(())
+        });
+    }
+
+    #[test]
     fn import_section() {
         figment::Jail::expect_with(|jail| {
             let c = Config::load(None, &Overrides::default()).unwrap();
@@ -813,6 +1007,45 @@ mod tests {
             assert!(Config::load(Some(Path::new("pin.toml")), &Overrides::default()).is_err());
             jail.create_file("num.toml", "[plugins.type_filter.config]\nlimit = 3\n")?;
             assert!(Config::load(Some(Path::new("num.toml")), &Overrides::default()).is_err());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn named_sinks() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "s.toml",
+                "[plugins.sinks.deid]\ncomponent = \"d.wasm\"\n\
+                 [plugins.sinks.deid.config]\nsecret = \"s\"\n\
+                 [plugins.sinks.gz]\ncomponent = \"g.wasm\"\nextension = \"ndjson.gz\"\n",
+            )?;
+            let c = Config::load(Some(Path::new("s.toml")), &Overrides::default()).unwrap();
+            let names: Vec<&str> = c.plugins.sinks.keys().map(String::as_str).collect();
+            assert_eq!(names, ["deid", "gz"]);
+            assert_eq!(
+                c.plugins.sinks["gz"].extension.as_deref(),
+                Some("ndjson.gz")
+            );
+            assert_eq!(c.plugins.sinks["deid"].config["secret"], "s");
+            for (file, text) in [
+                ("ext.toml", "[plugins.type_filter]\nextension = \"gz\"\n"),
+                ("bad.toml", "[plugins.sinks.gz]\nextension = \"../x\"\n"),
+                (
+                    "dots.toml",
+                    "[plugins.export_sink]\nextension = \"ndjson..gz\"\n",
+                ),
+                (
+                    "name.toml",
+                    "[plugins.sinks.\"a b\"]\ncomponent = \"g.wasm\"\n",
+                ),
+            ] {
+                jail.create_file(file, text)?;
+                assert!(
+                    Config::load(Some(Path::new(file)), &Overrides::default()).is_err(),
+                    "{file}"
+                );
+            }
             Ok(())
         });
     }

@@ -20,8 +20,9 @@ use crate::api::export::{Exports, run_janitor};
 use crate::api::import::Imports;
 use crate::api::import::lock::ImportLock;
 use crate::api::{self, ApiLimits, AppState};
+use crate::azure::{Accounts, AzureError};
 use crate::config::{Config, ConfigSource};
-use crate::destinations::LocalDestination;
+use crate::destinations::{BlobDestination, Destination, LocalDestination};
 use crate::export::ExportHandler;
 use crate::import::ImportHandler;
 use crate::import::source::ImportSources;
@@ -45,6 +46,8 @@ pub enum ServerError {
         path: String,
         source: crate::store::StoreError,
     },
+    #[error("the export destination: {0}")]
+    Destination(AzureError),
     #[error("starting the job engine: {0}")]
     Jobs(JobStoreError),
     #[error("listening on {addr}: {source}")]
@@ -58,6 +61,8 @@ pub enum ServerError {
     Flush(crate::store::StoreError),
     #[error("a blocking task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    #[error("configuring the storage accounts: {0}")]
+    Azure(#[from] crate::azure::AzureError),
 }
 
 /// Runs the server until a shutdown signal, then flushes the store.
@@ -100,7 +105,20 @@ pub async fn run(config: Config, source: ConfigSource) -> Result<(), ServerError
         .map_err(|source| ServerError::Bind { addr, source })?;
     let base_url = config.base_url(bound);
 
-    let destination = Arc::new(LocalDestination::new(config.export_dir()));
+    // One set of clients for the export destination and the import sources.
+    let accounts = Arc::new(crate::azure::Accounts::new(&config.azure)?);
+    let destination: Arc<dyn Destination> = match config.export_blob() {
+        None => Arc::new(LocalDestination::new(config.export_dir())),
+        Some((account, options)) => {
+            let accounts = Accounts::new(&config.azure).map_err(ServerError::Destination)?;
+            // The blob calls of export threads run on this runtime.
+            let runtime = tokio::runtime::Handle::current();
+            Arc::new(
+                BlobDestination::new(accounts, &account, options, runtime)
+                    .map_err(ServerError::Destination)?,
+            )
+        }
+    };
     let handler = Arc::new(ExportHandler::new(
         store.clone(),
         plugins.clone(),
@@ -108,7 +126,7 @@ pub async fn run(config: Config, source: ConfigSource) -> Result<(), ServerError
         config.export_config(),
     ));
     let import_config = Arc::new(config.import_config());
-    let import_sources = Arc::new(ImportSources::from_config(&import_config));
+    let import_sources = Arc::new(ImportSources::new(&import_config, Some(accounts.clone())));
     let importer = Arc::new(ImportHandler::new(
         store.clone(),
         plugins.clone(),

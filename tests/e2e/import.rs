@@ -127,6 +127,17 @@ async fn kickoff_rejects_each_bad_parameter_precisely() {
             "valueBoolean",
         ),
         (
+            "allowNegativeVersions true",
+            import_body(
+                None,
+                &[json!({"name": "allowNegativeVersions", "valueBoolean": true})],
+                std::slice::from_ref(&a_input),
+            ),
+            400,
+            "Parameters.parameter[1]",
+            "versions below 1 cannot be stored",
+        ),
+        (
             "bad errorContainerName",
             import_body(
                 None,
@@ -412,7 +423,7 @@ async fn kickoff_accepts_every_parameter() {
     let body = import_body(
         Some("IncrementalLoad"),
         &[
-            json!({"name": "allowNegativeVersions", "valueBoolean": true}),
+            json!({"name": "allowNegativeVersions", "valueBoolean": false}),
             json!({"name": "errorContainerName", "valueString": "import-logs"}),
         ],
         &[
@@ -519,7 +530,7 @@ async fn registration_is_idempotent() {
         import_body(None, &[], std::slice::from_ref(&ia)),
         import_body(
             None,
-            &[json!({"name": "allowNegativeVersions", "valueBoolean": true})],
+            &[json!({"name": "errorContainerName", "valueString": "elsewhere"})],
             &[ia.clone(), ib.clone()],
         ),
     ] {

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use crate::support::{Sandbox, Server, count_by_type, enc};
 
 /// A component built from source by host/build.rs (examples/ and tests/).
-fn component(name: &str) -> String {
+pub fn component(name: &str) -> String {
     format!("{}/{name}.wasm", env!("GUEST_COMPONENTS_DIR"))
 }
 

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use crate::plugins::{PluginKind, PluginSet};
+use crate::plugins::{LoadedPlugin, PluginKind, PluginSet};
 
 use super::AppState;
 use super::blocking;
@@ -35,23 +35,31 @@ pub async fn reload(State(state): State<AppState>) -> Result<Response, ApiError>
 
 /// The set as `Parameters`: its generation (1 at start, +1 per reload), then
 /// one `plugin` per role with its kind, where it came from (a file, or
-/// `embedded`), the `hearth:plugin` version it implements and its sha256.
+/// `embedded`), the `hearth:plugin` version it implements and its sha256;
+/// then one per named export sink, with its `sink` name and file extension.
 fn parameters(set: &PluginSet) -> Value {
     let mut parameter = vec![json!({"name": "generation", "valueInteger": set.generation})];
-    parameter.extend(PluginKind::ALL.map(|kind| {
-        let plugin = set.get(kind);
-        let source = plugin
-            .component()
-            .map_or_else(|| "embedded".into(), |path| path.display().to_string());
-        json!({
-            "name": "plugin",
-            "part": [
-                {"name": "kind", "valueCode": kind.config_name()},
-                {"name": "source", "valueString": source},
-                {"name": "witVersion", "valueString": plugin.wit_version().to_string()},
-                {"name": "sha256", "valueString": plugin.sha256()},
-            ]
-        })
+    parameter.extend(PluginKind::ALL.map(|kind| plugin(kind, set.get(kind), Vec::new())));
+    parameter.extend(set.sinks.iter().map(|(name, sink)| {
+        let named = vec![
+            json!({"name": "sink", "valueString": name}),
+            json!({"name": "extension", "valueString": sink.file_extension()}),
+        ];
+        plugin(PluginKind::ExportSink, sink, named)
     }));
     json!({"resourceType": "Parameters", "parameter": parameter})
+}
+
+fn plugin(kind: PluginKind, plugin: &LoadedPlugin, extra: Vec<Value>) -> Value {
+    let source = plugin
+        .component()
+        .map_or_else(|| "embedded".into(), |path| path.display().to_string());
+    let mut part = vec![
+        json!({"name": "kind", "valueCode": kind.config_name()}),
+        json!({"name": "source", "valueString": source}),
+        json!({"name": "witVersion", "valueString": plugin.wit_version().to_string()}),
+        json!({"name": "sha256", "valueString": plugin.sha256()}),
+    ];
+    part.extend(extra);
+    json!({"name": "plugin", "part": part})
 }

@@ -27,12 +27,12 @@ pub const OPERATIONS: &[Operation] = &[
     Operation {
         name: "export",
         definition: "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export",
-        documentation: None,
+        documentation: Some(SINK_DOCUMENTATION),
     },
     Operation {
         name: "patient-export",
         definition: "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export",
-        documentation: None,
+        documentation: Some(SINK_DOCUMENTATION),
     },
     Operation {
         name: "group-export",
@@ -46,6 +46,9 @@ pub const OPERATIONS: &[Operation] = &[
         documentation: None,
     },
 ];
+
+/// Hearth's own kick-off parameter, at every export level.
+const SINK_DOCUMENTATION: &str = "`_sink=<name>` (query, or a `Parameters` valueString): the output files go through the export sink the server configures under that name (for instance a de-identifying or a compressing one) instead of the default; an unknown name is a 400 that lists the configured ones. The manifest's `extension.sink` names it.";
 
 /// The Bulk Data IG asks servers to document what `_since` does for members
 /// added to a Group after it, and how Group membership is decided.

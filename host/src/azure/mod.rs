@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 pub mod emulator;
+pub mod retry;
 
 use azure_storage::{CloudLocation, StorageCredentials};
 use azure_storage_blobs::prelude::{BlobServiceClient, ClientBuilder, ContainerClient};
@@ -207,6 +208,14 @@ impl Accounts {
 
     pub fn container(&self, name: &str, container: &str) -> Result<ContainerClient, AzureError> {
         Ok(self.service(name)?.container_client(container))
+    }
+
+    /// The blob service endpoint of an account, without a trailing slash.
+    pub fn endpoint(&self, name: &str) -> Result<&str, AzureError> {
+        self.accounts
+            .get(name)
+            .map(|a| a.endpoint.as_str())
+            .ok_or_else(|| AzureError::UnknownAccount(name.to_owned()))
     }
 
     /// The public URL of a blob (no credentials in it).

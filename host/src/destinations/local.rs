@@ -12,7 +12,8 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use super::{
-    Destination, DestinationError, Download, Folder, PENDING_SUFFIX, PendingFile, check_file_name,
+    Destination, DestinationError, DestinationKind, DirectUrl, Download, Folder, PENDING_SUFFIX,
+    PendingFile, check_file_name,
 };
 
 /// Output buffered before each `write` system call.
@@ -60,6 +61,10 @@ impl LocalDestination {
 }
 
 impl Destination for LocalDestination {
+    fn kind(&self) -> DestinationKind {
+        DestinationKind::Local
+    }
+
     fn create(
         &self,
         folder: &Folder,
@@ -126,6 +131,11 @@ impl Destination for LocalDestination {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_error("reading", &path, e)),
         }
+    }
+
+    /// This server serves local files itself.
+    fn direct_url(&self, _: &Folder, name: &str) -> Result<Option<DirectUrl>, DestinationError> {
+        check_file_name(name).map(|()| None)
     }
 }
 

@@ -1,7 +1,7 @@
 //! Where export files go: a [`Destination`] holds job folders of files that
 //! become visible only when committed. The local file system is the first
-//! implementation ([`local`]); Azure Blob comes later, so nothing here names
-//! `std::fs` types.
+//! implementation ([`local`]), Azure Blob Storage the second ([`azure`]), so
+//! nothing here names `std::fs` types.
 //!
 //! The contract export's exactly-once output stands on: a file is written
 //! under a pending name, and [`PendingFile::commit`] makes it durable first
@@ -9,12 +9,16 @@
 //! point leaves either the whole committed file or only pending leftovers,
 //! which [`Destination::remove_pending`] clears.
 
+pub mod azure;
 pub mod local;
 
 use std::fmt;
 use std::path::PathBuf;
 
+pub use azure::{BlobDestination, BlobOptions};
 pub use local::LocalDestination;
+
+use crate::fhir::Instant;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DestinationError {
@@ -26,6 +30,34 @@ pub enum DestinationError {
         path: String,
         message: String,
     },
+    /// A Blob Storage request failed for good: at once (refused), or after
+    /// transient failures for longer than the retry bound.
+    #[error("Azure Blob Storage account {account}, container '{container}': {operation}: {cause}")]
+    Blob {
+        account: String,
+        container: String,
+        operation: String,
+        cause: String,
+    },
+}
+
+/// What kind of storage a destination is: the kick-off checks `_container`
+/// against its naming rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DestinationKind {
+    /// A folder of the local file system, served by this server.
+    Local,
+    /// Azure Blob Storage: `_container` is a container, clients fetch the
+    /// blobs themselves.
+    Blob,
+}
+
+/// A URL clients fetch a committed file at, outside this server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirectUrl {
+    pub url: String,
+    /// When it stops working (a signed URL); `None`: while the file exists.
+    pub expires: Option<Instant>,
 }
 
 /// A job's folder, relative to the destination's root: one or more plain
@@ -102,6 +134,8 @@ pub enum Download {
 /// Storage for export output. Implementations must be safe to share
 /// between threads; calls block.
 pub trait Destination: Send + Sync + 'static {
+    fn kind(&self) -> DestinationKind;
+
     /// Starts file `name` in `folder` (created as needed), invisible under
     /// that name until committed. Several writers may write the same name
     /// at once (a job resumed by another worker): each gets a pending file
@@ -125,6 +159,15 @@ pub trait Destination: Send + Sync + 'static {
     /// Where a client downloads committed file `name`; `None` if there is
     /// no such committed file.
     fn locate(&self, folder: &Folder, name: &str) -> Result<Option<Download>, DestinationError>;
+
+    /// The URL a manifest lists for committed file `name` when clients
+    /// fetch the destination's files themselves; `None` when this server
+    /// serves them. No existence check: the manifest lists committed files.
+    fn direct_url(
+        &self,
+        folder: &Folder,
+        name: &str,
+    ) -> Result<Option<DirectUrl>, DestinationError>;
 }
 
 /// A file being written.

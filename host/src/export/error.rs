@@ -38,6 +38,12 @@ pub enum ExportError {
     FilterRefused { filter: String, issues: Vec<Issue> },
     #[error("the job's {what} cannot be read: {message}")]
     Corrupt { what: &'static str, message: String },
+    /// The export was started with `_sink=<name>`, and a reload has since
+    /// removed that sink from the configuration.
+    #[error(
+        "the export sink '{0}' this export was started with is no longer configured (plugins.sinks)"
+    )]
+    SinkGone(String),
     /// The engine could not save a checkpoint.
     #[error("{}", .0.outcome)]
     Job(JobError),
@@ -91,12 +97,13 @@ impl ExportError {
                 outcome.issue.extend(issues.iter().cloned());
                 failed(status, outcome)
             }
-            ExportError::Store(_) | ExportError::Destination(_) | ExportError::Corrupt { .. } => {
-                failed(
-                    500,
-                    OperationOutcome::error(IssueType::Exception, self.to_string()),
-                )
-            }
+            ExportError::Store(_)
+            | ExportError::Destination(_)
+            | ExportError::Corrupt { .. }
+            | ExportError::SinkGone(_) => failed(
+                500,
+                OperationOutcome::error(IssueType::Exception, self.to_string()),
+            ),
         }
     }
 }

@@ -4,7 +4,8 @@
 //! Files are named `<Type>-<n>-<m>.ndjson` (`n` the unit's part number, `m`
 //! the file's sequence number in its stream), `<Type>-deleted-<n>-<m>.ndjson`
 //! for the Bundles of deleted resources and `OperationOutcome-1-<m>.ndjson`
-//! for the error file. A new file starts before a line that would take the
+//! for the error file; a sink configured with another `extension` (e.g.
+//! `ndjson.gz`) replaces `ndjson`. A new file starts before a line that would take the
 //! current one past `file_max_resources` lines or `file_max_bytes` bytes
 //! (of NDJSON as produced, before the sink), but never between versions of
 //! one resource (`_history`): a committed file then always ends with a whole
@@ -52,11 +53,11 @@ impl Kind {
         }
     }
 
-    fn file_name(self, part: u32, seq: u32) -> String {
+    fn file_name(self, part: u32, seq: u32, extension: &str) -> String {
         match self {
-            Kind::Output(rtype) => format!("{rtype}-{part}-{seq}.ndjson"),
-            Kind::Deleted(rtype) => format!("{rtype}-deleted-{part}-{seq}.ndjson"),
-            Kind::Errors => format!("OperationOutcome-{part}-{seq}.ndjson"),
+            Kind::Output(rtype) => format!("{rtype}-{part}-{seq}.{extension}"),
+            Kind::Deleted(rtype) => format!("{rtype}-deleted-{part}-{seq}.{extension}"),
+            Kind::Errors => format!("OperationOutcome-{part}-{seq}.{extension}"),
         }
     }
 }
@@ -212,7 +213,9 @@ impl<'a> Stream<'a> {
 
     fn start(&self, floor: Option<String>) -> Result<OpenFile, ExportError> {
         let seq = u32::try_from(self.state.files.len() + 1).unwrap_or(u32::MAX);
-        let name = self.kind.file_name(self.part, seq);
+        let name = self
+            .kind
+            .file_name(self.part, seq, self.target.sink.file_extension());
         let info = FileInfo {
             job_id: self.target.job_id.to_owned(),
             resource_type: self.kind.line_type().to_owned(),

@@ -59,21 +59,22 @@ impl ExportResult {
 
     /// Whether `name` is one of the job's files (the only ones served).
     pub fn lists(&self, name: &str) -> bool {
-        self.output
-            .iter()
-            .chain(&self.deleted)
-            .chain(&self.error)
-            .any(|f| f.file == name)
+        self.files().any(|f| f.file == name)
+    }
+
+    /// Every file: output, deleted, error.
+    pub fn files(&self) -> impl Iterator<Item = &ResultFile> {
+        self.output.iter().chain(&self.deleted).chain(&self.error)
     }
 }
 
-/// The HL7 Bulk Data manifest of a completed export job. File URLs are
-/// `{files_base_url}/{file}` (the edge serves them), unless the export-sink
-/// plugin stored a file itself at an http(s) URL. Entries are sorted by type,
-/// then by file name with numbers compared as numbers (`-2` before `-10`).
-pub fn manifest(job: &JobRecord, files_base_url: &str) -> Value {
+/// The HL7 Bulk Data manifest of a completed export job. A file's URL is
+/// `url(file name)` (the edge's download route, or the destination's own
+/// URL), unless the export-sink plugin stored the file itself at an
+/// http(s) URL. Entries are sorted by type, then by file name with numbers
+/// compared as numbers (`-2` before `-10`).
+pub fn manifest(job: &JobRecord, url: impl Fn(&str) -> String) -> Value {
     let result = ExportResult::of(job);
-    let base = files_base_url.trim_end_matches('/');
     let entries = |files: &[ResultFile]| {
         let mut files: Vec<&ResultFile> = files.iter().collect();
         files.sort_by(|a, b| {
@@ -86,20 +87,30 @@ pub fn manifest(job: &JobRecord, files_base_url: &str) -> Value {
             .map(|f| {
                 let url = match &f.location {
                     Some(l) if l.starts_with("https://") || l.starts_with("http://") => l.clone(),
-                    _ => format!("{base}/{}", f.file),
+                    _ => url(&f.file),
                 };
                 json!({"type": f.rtype, "url": url, "count": f.count})
             })
             .collect::<Vec<_>>()
     };
-    json!({
+    let mut manifest = json!({
         "transactionTime": result.transaction_time.to_fhir(),
         "request": result.request,
         "requiresAccessToken": false,
         "output": entries(&result.output),
         "deleted": entries(&result.deleted),
         "error": entries(&result.error),
-    })
+    });
+    // A POST kick-off's `request` omits its parameters: the manifest's
+    // extension object (reserved by the Bulk Data IG) says which sink wrote
+    // the files.
+    let sink = serde_json::from_value::<ExportRequest>(job.request.clone())
+        .ok()
+        .and_then(|r| r.sink);
+    if let Some(sink) = sink {
+        manifest["extension"] = json!({"sink": sink});
+    }
+    manifest
 }
 
 /// Compares names by runs: digit runs as numbers, other runs as text.
@@ -198,7 +209,9 @@ mod tests {
             result: serde_json::to_value(&result).unwrap(),
             error: None,
         };
-        let m = manifest(&job, "http://h/fhir/_operations/export/j/files/");
+        let m = manifest(&job, |name| {
+            format!("http://h/fhir/_operations/export/j/files/{name}")
+        });
         assert_eq!(
             m,
             json!({

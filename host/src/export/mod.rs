@@ -39,6 +39,7 @@ mod unit;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -48,7 +49,8 @@ pub use groups::check_group;
 pub use manifest::{ExportResult, manifest};
 pub use request::{Associated, ExportLevel, ExportRequest, TypeFilter, Warning};
 
-use crate::destinations::{Destination, Download};
+use crate::destinations::{Destination, DestinationKind, Download};
+use crate::fhir::Instant;
 use crate::fhir::ResourceType;
 use crate::jobs::{JobContext, JobFailure, JobHandler, JobKind, JobRecord};
 use crate::plugins::PluginRegistry;
@@ -118,6 +120,46 @@ impl ExportHandler {
     /// `export.include_referenced`: what a kick-off records in its request.
     pub fn include_referenced(&self) -> &[ResourceType] {
         &self.config.include_referenced
+    }
+
+    /// What the destination is (`_container` follows its naming rule).
+    pub fn destination_kind(&self) -> DestinationKind {
+        self.destination.kind()
+    }
+
+    /// The manifest of completed job `job`, and when its file URLs stop
+    /// working if the destination signs them. Files are listed at the
+    /// destination's own URLs, or under `files_base_url` when this server
+    /// serves them.
+    pub fn manifest(
+        &self,
+        job: &JobRecord,
+        files_base_url: &str,
+    ) -> Result<(serde_json::Value, Option<Instant>), ExportError> {
+        let request = request_of(job)?;
+        let folder = files::job_folder(job, &request)?;
+        let base = files_base_url.trim_end_matches('/');
+        let mut urls = HashMap::new();
+        let mut expires: Option<Instant> = None;
+        for file in ExportResult::of(job).files() {
+            let url = match self.destination.direct_url(&folder, &file.file)? {
+                Some(direct) => {
+                    expires = match (expires, direct.expires) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    direct.url
+                }
+                None => format!("{base}/{}", file.file),
+            };
+            urls.insert(file.file.clone(), url);
+        }
+        let manifest = manifest::manifest(job, |name| {
+            urls.get(name)
+                .cloned()
+                .unwrap_or_else(|| format!("{base}/{name}"))
+        });
+        Ok((manifest, expires))
     }
 
     /// Where to get file `name` of export job `job`: `None` unless the

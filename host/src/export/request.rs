@@ -75,6 +75,11 @@ pub struct ExportRequest {
     pub associated: Associated,
     /// `_container`: output folder name, checked for traversal.
     pub container: Option<String>,
+    /// `_sink`: the named export sink (`[plugins.sinks.<name>]`) the files
+    /// go through; `None` = `[plugins.export_sink]`. Kept with the job, so a
+    /// resumed attempt writes through the same sink.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sink: Option<String>,
     /// `Prefer: handling=lenient` was given.
     pub lenient: bool,
     /// Unsupported parameters accepted under lenient handling.

@@ -90,10 +90,13 @@ fn attempt(
     if plan.patients.is_some() {
         checkpoint.partitions = plan.units.first().map(|u| u.parts);
     }
+    let sink = plugins
+        .sink(request.sink.as_deref())
+        .ok_or_else(|| ExportError::SinkGone(request.sink.clone().unwrap_or_default()))?;
     let target = Target {
         destination: &*handler.destination,
         folder,
-        sink: &plugins.export_sink,
+        sink,
         job_id: job.id.as_str(),
         max_lines: u64::try_from(config.file_max_resources.max(1)).unwrap_or(u64::MAX),
         max_bytes: config.file_max_bytes.max(1),

@@ -3,8 +3,11 @@
 
 use std::sync::Arc;
 
+use serde_json::Map;
+
+use crate::fhir::resource::Resource;
 use crate::fhir::{Instant, ResourceId, ResourceType};
-use crate::store::{HistoryQuery, HistoryScope, Store, StoreError, StoredVersion};
+use crate::store::{HistoryQuery, HistoryScope, Store, StoreError, StoredVersion, VersionMeta};
 
 /// Versions asked for per history page when listing one resource's versions.
 const VERSIONS_PAGE: usize = 1000;
@@ -65,7 +68,10 @@ impl Snapshot {
 
     /// The live version a tombstone deleted. Deleting a deleted resource
     /// writes nothing, so it is the version just before; the walk back is
-    /// only a guard.
+    /// only a guard. An imported soft-deleted line can be a resource's first
+    /// version (or follow only deleted ones): nothing live precedes it and
+    /// the tombstone keeps no body, so the bare resource (type, id, and the
+    /// tombstone's version and instant) stands for it.
     pub fn deleted_body(&self, tombstone: &StoredVersion) -> Result<StoredVersion, StoreError> {
         for version in (1..tombstone.meta.version).rev() {
             match self.store.vread(tombstone.rtype, &tombstone.id, version)? {
@@ -73,10 +79,26 @@ impl Snapshot {
                 _ => continue,
             }
         }
-        Err(StoreError::Corrupt(format!(
-            "{}/{} version {} deletes no live version",
-            tombstone.rtype, tombstone.id, tombstone.meta.version
-        )))
+        let bare = Resource {
+            rtype: tombstone.rtype,
+            id: Some(tombstone.id.clone()),
+            body: Map::new(),
+        };
+        Ok(StoredVersion {
+            rtype: tombstone.rtype,
+            id: tombstone.id.clone(),
+            meta: VersionMeta {
+                deleted: false,
+                ..tombstone.meta
+            },
+            body: bare
+                .to_stored_bytes(
+                    &tombstone.id,
+                    tombstone.meta.version,
+                    tombstone.meta.last_updated,
+                )
+                .into(),
+        })
     }
 
     /// Every version of one resource with `since < lastUpdated <= at`,

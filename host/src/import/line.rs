@@ -140,7 +140,8 @@ pub fn item(
                 last_updated,
                 deleted,
                 line,
-                // Duplicates of one version: the first line stays.
+                // Unused: the store settles duplicates of one version by
+                // their lastUpdated, then line.
                 precedence: (0, Instant::MIN),
             }
         }
@@ -365,7 +366,7 @@ fn conflict_details(
             format!("{rtype}/{id} version {v} already exists.")
         }
         (ImportConflict::Duplicate { .. }, Some(v)) => format!(
-            "{rtype}/{id} version {v} is also on an earlier line of this import, which is the one imported (the first line of a version wins)."
+            "{rtype}/{id} version {v} is also on another line of this import, which is the one imported (the earliest meta.lastUpdated wins, then the first line)."
         ),
         (ImportConflict::Duplicate { .. }, None) => format!(
             "{rtype}/{id} is also on another line of this import, which is the one imported (the highest meta.versionId wins, then the latest meta.lastUpdated, then the first line)."
@@ -581,7 +582,7 @@ mod tests {
         assert_eq!(json["issue"][0]["code"], "duplicate");
         assert_eq!(
             json["issue"][0]["details"]["text"],
-            "Patient/a version 2 is also on an earlier line of this import, which is the one imported (the first line of a version wins)."
+            "Patient/a version 2 is also on another line of this import, which is the one imported (the earliest meta.lastUpdated wins, then the first line)."
         );
     }
 }

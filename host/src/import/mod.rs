@@ -3,9 +3,9 @@
 //!
 //! Layout, in the order an import flows through it:
 //! - `request`: the typed kick-off the edge persists as the job's request;
-//! - `source`: where inputs are read from (allow-listed local files; the
-//!   [`source::SourceKind`] trait for the blob source to come) and their
-//!   entity tags;
+//! - `source`: where inputs are read from (allow-listed local files and
+//!   HTTP prefixes, each a [`source::SourceKind`]) and their entity tags;
+//!   `blob`: the Azure Blob kind, and error files written as blobs;
 //! - `checkpoint`: the plan (sizes, tags, byte ranges, line numbering) and
 //!   each range's progress; `ranges`: cutting an input into byte ranges and
 //!   reading the lines each owns;
@@ -27,8 +27,10 @@
 //! (the seed document does not roll imports back), as it does when a fatal
 //! error (an input gone or changed, a store or plugin failure) fails the job.
 
+pub mod blob;
 mod checkpoint;
 mod error;
+mod error_files;
 mod line;
 mod part;
 mod ranges;
@@ -56,8 +58,11 @@ pub struct ImportConfig {
     pub sources: Vec<PathBuf>,
     /// `http(s)` URL prefixes inputs may be fetched from; empty: none.
     pub allowed_http: Vec<String>,
-    /// Error files go to `<error_dir>/<job id>/`.
+    /// Error files go to `<error_dir>/<job id>/` (unless to a blob
+    /// container, see [`blob`]).
     pub error_dir: PathBuf,
+    /// Blob inputs allowed, the error container, retries of blob calls.
+    pub blob: blob::BlobSettings,
     /// Byte ranges processed at once by one import.
     pub parallelism: usize,
     /// Size of a byte range.
@@ -81,6 +86,7 @@ impl ImportConfig {
             sources: vec![data_dir.join("import")],
             allowed_http: Vec::new(),
             error_dir: data_dir.join("import-errors"),
+            blob: blob::BlobSettings::default(),
             parallelism: Self::DEFAULT_PARALLELISM,
             range_bytes: Self::DEFAULT_RANGE_BYTES,
             batch_lines: Self::DEFAULT_BATCH_LINES,

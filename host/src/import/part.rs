@@ -87,12 +87,14 @@ pub fn run(shared: &Shared<'_>, part: Part) -> Result<(), ImportError> {
     let mut state = part.state.unwrap_or_default();
     let mut lines = match part.state {
         Some(s) => {
-            let reader = source.read_from(s.offset, &planned.etag).map_err(at)?;
+            let reader = source
+                .read_from(s.offset, range.end, &planned.etag)
+                .map_err(at)?;
             LineReader::resume(reader, s.offset, s.line, range.end, max_line)
         }
         None => {
             let reader = source
-                .read_from(range.start.saturating_sub(1), &planned.etag)
+                .read_from(range.start.saturating_sub(1), range.end, &planned.etag)
                 .map_err(at)?;
             LineReader::range(reader, range, part.range.newlines_before, max_line)
                 .map_err(|e| read_error(input.url.as_str(), e))?

@@ -254,20 +254,20 @@ impl<R: Read> LineReader<R> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::io::Cursor;
 
     /// CRLF, LF, blank lines (empty, CR only, spaces), a line longer than
     /// several ranges, a last line without terminator.
-    fn sample() -> Vec<u8> {
+    pub(crate) fn sample() -> Vec<u8> {
         let long = format!("{{\"long\":\"{}\"}}", "x".repeat(40));
         format!("{{\"a\":1}}\r\n\n{{\"b\":2}}\n\r\n  \n{long}\r\n{{\"c\":3}}\n\n{{\"d\":4}}")
             .into_bytes()
     }
 
     /// The lines as read in one pass, the reference.
-    fn reference(data: &[u8]) -> Vec<RawLine> {
+    pub(crate) fn reference(data: &[u8]) -> Vec<RawLine> {
         let mut lines = Vec::new();
         let mut offset = 0u64;
         for (i, raw) in data.split_inclusive(|b| *b == b'\n').enumerate() {
@@ -287,13 +287,25 @@ mod tests {
 
     /// Every line of `data` read range by range, as the job does.
     fn by_ranges(data: &[u8], range_bytes: u64) -> Vec<RawLine> {
-        let ranges = split(data.len() as u64, range_bytes);
+        by_ranges_with(data.len() as u64, range_bytes, &|from, _| {
+            Box::new(Cursor::new(&data[from as usize..]))
+        })
+    }
+
+    /// Every line of an input of `len` bytes read range by range, as the
+    /// job does, `open(from, until)` reading it from `from`.
+    pub(crate) fn by_ranges_with<'a>(
+        len: u64,
+        range_bytes: u64,
+        open: &dyn Fn(u64, u64) -> Box<dyn Read + 'a>,
+    ) -> Vec<RawLine> {
+        let ranges = split(len, range_bytes);
         let mut before = 0;
         let mut lines = Vec::new();
         for r in ranges {
-            let from = r.start.saturating_sub(1) as usize;
             let mut reader =
-                LineReader::range(Cursor::new(&data[from..]), r, before, 1 << 20).unwrap();
+                LineReader::range(open(r.start.saturating_sub(1), r.end), r, before, 1 << 20)
+                    .unwrap();
             while let Some(line) = reader.next_line().unwrap() {
                 assert!(
                     r.start <= line.offset && line.offset < r.end,
@@ -302,8 +314,7 @@ mod tests {
                 lines.push(line);
             }
             assert!(reader.finished());
-            let within = &data[r.start as usize..r.end as usize];
-            before += count_newlines(Cursor::new(within), r.end - r.start).unwrap();
+            before += count_newlines(open(r.start, r.end), r.end - r.start).unwrap();
         }
         lines
     }

@@ -18,9 +18,8 @@ pub struct ImportResult {
     /// One entry per input with rejected lines.
     #[serde(default)]
     pub error: Vec<ImportErrorFile>,
-    /// The error location the request named (`None`: the local error
-    /// folder). Kept for the blob destination of the next issue; the files
-    /// are local for now.
+    /// The error container the request named (`None`: the configured
+    /// one, or the local error folder; see [`super::blob`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_location: Option<String>,
 }
@@ -47,8 +46,13 @@ pub struct ImportErrorFile {
     pub count: u64,
     pub input_url: String,
     /// The file's name in the job's error folder (see
-    /// [`super::error_file_path`]).
+    /// [`super::error_file_path`]), or in its folder of the error container.
     pub file: String,
+    /// The blob URL, when the file was written to a blob container (the
+    /// status then answers it as `url`); `None`: a local file, served by
+    /// the status endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 impl ImportErrorFile {
@@ -74,6 +78,7 @@ mod tests {
                 count: 1,
                 input_url: "file:///in/p.ndjson".into(),
                 file: "Patient-1.ndjson".into(),
+                url: None,
             }],
             error_location: None,
         };

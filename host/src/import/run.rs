@@ -3,9 +3,6 @@
 //! return the result.
 
 use std::collections::{HashMap, VecDeque};
-use std::fs::{self, File};
-use std::io::{BufWriter, Write};
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Instant as Clock;
@@ -14,6 +11,7 @@ use serde_json::Value;
 
 use super::checkpoint::{Checkpoint, PartState, PlannedInput, PlannedRange};
 use super::error::ImportError;
+use super::error_files::{ErrorFile, ErrorFiles};
 use super::part::{self, Part, Shared};
 use super::ranges::{self, ByteRange};
 use super::request::ImportRequest;
@@ -45,8 +43,14 @@ pub fn run(
             if let Err(e) = handler.store.end_import(session) {
                 tracing::warn!(job = %job.id, error = %e, "clearing the import's progress failed");
             }
-            let folder = handler.config.error_dir.join(job.id.as_str());
-            if let Err(e) = remove_dir(&folder) {
+            let removed = ErrorFiles::of(
+                &handler.sources,
+                &handler.config.error_dir,
+                &job.id,
+                &request,
+            )
+            .and_then(|files| files.clear());
+            if let Err(e) = removed {
                 tracing::warn!(job = %job.id, error = %e, "removing the import's error files failed");
             }
         }
@@ -233,7 +237,7 @@ fn count_lines(
             .open(&input.url)
             .map_err(ImportError::at_input(i))?;
         let reader = source
-            .read_from(range.start, &plan.inputs[i].etag)
+            .read_from(range.start, range.end, &plan.inputs[i].etag)
             .map_err(ImportError::at_input(i))?;
         ranges::count_newlines(reader, range.end - range.start).map_err(|e| ImportError::Io {
             what: format!("reading {}", input.url.as_str()),
@@ -327,15 +331,21 @@ fn finish(
     states: &HashMap<u32, PartState>,
     session: ImportSession,
 ) -> Result<ImportResult, ImportError> {
-    let folder = handler.config.error_dir.join(job.id.as_str());
+    let files = ErrorFiles::of(
+        &handler.sources,
+        &handler.config.error_dir,
+        &job.id,
+        request,
+    )?;
     // Whatever an interrupted earlier finish left is written again.
-    remove_dir(&folder)?;
+    files.clear()?;
     let mut lines = vec![0u64; request.inputs.len()];
     for (part, input, _) in plan.parts() {
         lines[input] += states.get(&part).map_or(0, |s| s.lines);
     }
     let mut errors = vec![0u64; request.inputs.len()];
-    let mut open: Option<(usize, BufWriter<File>)> = None;
+    let mut urls: Vec<Option<String>> = vec![None; request.inputs.len()];
+    let mut open: Option<(usize, ErrorFile)> = None;
     for record in handler.store.import_rejections(session)? {
         let (input, _, bytes) = record?;
         let input = input as usize;
@@ -351,22 +361,17 @@ fn finish(
         }
         if open.as_ref().is_none_or(|(i, _)| *i != input) {
             if let Some((i, file)) = open.take() {
-                commit_file(&folder, &name_of(request, i), file)?;
+                urls[i] = file.commit()?;
             }
-            fs::create_dir_all(&folder).map_err(|e| io(&folder, e))?;
-            let path = folder.join(format!(".{}.tmp", name_of(request, input)));
-            let file = File::create(&path).map_err(|e| io(&path, e))?;
-            open = Some((input, BufWriter::new(file)));
+            open = Some((input, files.create(&name_of(request, input))?));
         }
         if let Some((_, file)) = &mut open {
-            file.write_all(&bytes)
-                .and_then(|()| file.write_all(b"\n"))
-                .map_err(|e| io(&folder, e))?;
+            file.write_line(&bytes)?;
         }
         errors[input] += 1;
     }
     if let Some((i, file)) = open.take() {
-        commit_file(&folder, &name_of(request, i), file)?;
+        urls[i] = file.commit()?;
     }
     let output = request
         .inputs
@@ -388,6 +393,7 @@ fn finish(
             count: errors[i],
             input_url: input.url.as_str().to_owned(),
             file: name_of(request, i),
+            url: urls[i].clone(),
         })
         .collect();
     Ok(ImportResult {
@@ -401,29 +407,4 @@ fn finish(
 
 fn name_of(request: &ImportRequest, input: usize) -> String {
     error_file_name(request.inputs[input].resource_type, input)
-}
-
-/// Flushes, syncs and renames a finished error file into place.
-fn commit_file(folder: &Path, name: &str, file: BufWriter<File>) -> Result<(), ImportError> {
-    let tmp = folder.join(format!(".{name}.tmp"));
-    let file = file.into_inner().map_err(|e| io(&tmp, e.into_error()))?;
-    file.sync_all().map_err(|e| io(&tmp, e))?;
-    fs::rename(&tmp, folder.join(name)).map_err(|e| io(&tmp, e))?;
-    File::open(folder)
-        .and_then(|dir| dir.sync_all())
-        .map_err(|e| io(folder, e))
-}
-
-fn remove_dir(folder: &Path) -> Result<(), ImportError> {
-    match fs::remove_dir_all(folder) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(folder, e)),
-        _ => Ok(()),
-    }
-}
-
-fn io(path: &Path, source: std::io::Error) -> ImportError {
-    ImportError::Io {
-        what: format!("writing {}", path.display()),
-        source,
-    }
 }

@@ -1,10 +1,11 @@
 //! Where `$import` inputs are read from: a registry of source kinds, each
-//! claiming the URLs it can read. Two kinds today: local files (`file://`
-//! URLs under the configured roots) and plain HTTP (`http://` URLs under an
-//! allow-listed prefix, read with ranged GETs); a kind for Azure Blob plugs
-//! in as another [`SourceKind`] without the job noticing. No kind reads an
-//! address it was not configured for: a URL no kind claims, or outside the
-//! roots and prefixes, is [`SourceError::NotAllowed`].
+//! claiming the URLs it can read. Three kinds: local files (`file://` URLs
+//! under the configured roots), Azure Blob (URLs of the configured storage
+//! accounts that `blob_sources` lists, see [`super::blob`]) and plain HTTP
+//! (`http://` URLs under an allow-listed prefix, read with ranged GETs).
+//! No kind reads an address it was not configured for: a URL no kind
+//! claims, or outside the roots, accounts and prefixes, is
+//! [`SourceError::NotAllowed`].
 //!
 //! # Entity tags of local files
 //!
@@ -32,7 +33,7 @@
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Component, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -40,7 +41,9 @@ use reqwest::blocking::{Client, Response};
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, ETAG, HeaderMap, LAST_MODIFIED, RANGE};
 
 use super::ImportConfig;
-use super::request::SourceUrl;
+use super::blob::{BlobFiles, Blobs, ErrorContainer, ErrorTargetError};
+use super::request::{ImportRequest, SourceUrl};
+use crate::azure::Accounts;
 
 /// What an input is now.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,8 +79,16 @@ pub trait Source: Send + Sync {
     fn info(&self) -> Result<SourceInfo, SourceError>;
 
     /// Its bytes from `offset` to the end, provided the source still has
-    /// entity tag `etag` when reading starts.
-    fn read_from(&self, offset: u64, etag: &str) -> Result<Box<dyn Read + Send>, SourceError>;
+    /// entity tag `etag` when reading starts. `until` is where the caller
+    /// expects to need no more (it may read on, e.g. to finish a line): a
+    /// remote source fetches up to there at once, and little at a time
+    /// beyond.
+    fn read_from(
+        &self,
+        offset: u64,
+        until: u64,
+        etag: &str,
+    ) -> Result<Box<dyn Read + Send>, SourceError>;
 }
 
 /// A kind of place inputs come from.
@@ -90,26 +101,52 @@ pub trait SourceKind: Send + Sync {
 /// The configured source kinds.
 pub struct ImportSources {
     kinds: Vec<Box<dyn SourceKind>>,
+    /// The storage accounts, when any is configured.
+    blobs: Option<Arc<Blobs>>,
 }
 
 impl ImportSources {
+    /// Without storage accounts: local files and allow-listed HTTP only.
     pub fn from_config(config: &ImportConfig) -> Self {
-        ImportSources {
-            kinds: vec![
-                Box::new(LocalFiles {
-                    // Absolute, so that a relative root (the default is under a
-                    // relative data directory) compares with absolute URLs.
-                    roots: config
-                        .sources
-                        .iter()
-                        .map(|r| std::path::absolute(r).unwrap_or_else(|_| r.clone()))
-                        .collect(),
-                }),
-                Box::new(HttpFiles {
-                    prefixes: config.allowed_http.clone(),
-                    client: OnceLock::new(),
-                }),
-            ],
+        Self::new(config, None)
+    }
+
+    /// With the storage accounts `accounts` as blob sources (those
+    /// `config.blob.sources` allows) and error destinations.
+    pub fn new(config: &ImportConfig, accounts: Option<Arc<Accounts>>) -> Self {
+        let blobs = accounts
+            .filter(|a| !a.is_empty())
+            .map(|a| Blobs::new(a, config.blob.clone()));
+        let mut kinds: Vec<Box<dyn SourceKind>> = vec![Box::new(LocalFiles {
+            // Absolute, so that a relative root (the default is under a
+            // relative data directory) compares with absolute URLs.
+            roots: config
+                .sources
+                .iter()
+                .map(|r| std::path::absolute(r).unwrap_or_else(|_| r.clone()))
+                .collect(),
+        })];
+        // Before plain HTTP: a blob URL is an http(s) URL too, and must be
+        // read with its account's credentials or not at all.
+        if let Some(blobs) = &blobs {
+            kinds.push(Box::new(BlobFiles(blobs.clone())));
+        }
+        kinds.push(Box::new(HttpFiles {
+            prefixes: config.allowed_http.clone(),
+            client: OnceLock::new(),
+        }));
+        ImportSources { kinds, blobs }
+    }
+
+    /// The blob container the error files of `request` go to; `None`: the
+    /// local error folder.
+    pub fn error_target(
+        &self,
+        request: &ImportRequest,
+    ) -> Result<Option<ErrorContainer>, ErrorTargetError> {
+        match &self.blobs {
+            Some(blobs) => blobs.error_target(request),
+            None => Ok(None),
         }
     }
 
@@ -279,7 +316,12 @@ impl Source for LocalFile {
 
     /// The tag is checked on the opened file, so a replacement between the
     /// check and the read cannot slip in.
-    fn read_from(&self, offset: u64, etag: &str) -> Result<Box<dyn Read + Send>, SourceError> {
+    fn read_from(
+        &self,
+        offset: u64,
+        _until: u64,
+        etag: &str,
+    ) -> Result<Box<dyn Read + Send>, SourceError> {
         let mut file = self.open()?;
         check_etag(etag, &self.info_of(&file)?.etag)?;
         file.seek(SeekFrom::Start(offset))
@@ -402,7 +444,14 @@ impl Source for HttpFile {
         })
     }
 
-    fn read_from(&self, offset: u64, etag: &str) -> Result<Box<dyn Read + Send>, SourceError> {
+    /// One streamed GET to the end: the connection's flow control, not the
+    /// range, bounds what is fetched ahead of the reader.
+    fn read_from(
+        &self,
+        offset: u64,
+        _until: u64,
+        etag: &str,
+    ) -> Result<Box<dyn Read + Send>, SourceError> {
         let request = self
             .client
             .get(self.target.clone())
@@ -596,14 +645,14 @@ mod tests {
         let source = s.open(&u).unwrap();
         let mut read = String::new();
         source
-            .read_from(1, &etag)
+            .read_from(1, 3, &etag)
             .unwrap()
             .read_to_string(&mut read)
             .unwrap();
         assert_eq!(read, "}\n");
         std::fs::write(&path, "{\"a\":1}\n").unwrap();
         assert!(matches!(
-            source.read_from(0, &etag),
+            source.read_from(0, 3, &etag),
             Err(SourceError::EtagMismatch { .. })
         ));
         assert_ne!(source.info().unwrap().etag, etag);
@@ -635,20 +684,20 @@ mod tests {
         let source = s.open(&url(format!("{base}/files/a.ndjson"))).unwrap();
         let mut read = String::new();
         source
-            .read_from(4, &info.etag)
+            .read_from(4, 11, &info.etag)
             .unwrap()
             .read_to_string(&mut read)
             .unwrap();
         assert_eq!(read, "456789\n");
         read.clear();
         source
-            .read_from(11, &info.etag)
+            .read_from(11, 11, &info.etag)
             .unwrap()
             .read_to_string(&mut read)
             .unwrap();
         assert_eq!(read, "");
         assert!(matches!(
-            source.read_from(0, "\"other\""),
+            source.read_from(0, 11, "\"other\""),
             Err(SourceError::EtagMismatch { .. })
         ));
         assert!(

@@ -317,7 +317,7 @@ fn incremental_hand_made_file() {
     );
     assert_eq!(
         lines[3].2,
-        "Patient/a version 2 is also on an earlier line of this import, which is the one imported (the first line of a version wins)."
+        "Patient/a version 2 is also on another line of this import, which is the one imported (the earliest meta.lastUpdated wins, then the first line)."
     );
     // The byte offset of line 8: lines 1-7 and their CRLFs before it.
     let offset: usize = hand_made().split("\r\n").take(7).map(|l| l.len() + 2).sum();

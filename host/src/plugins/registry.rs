@@ -5,6 +5,7 @@
 //! changes the plugins of work in flight; the old plugins are dropped when
 //! the last job holding them finishes.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use super::PluginKind;
@@ -18,6 +19,9 @@ pub struct PluginSet {
     pub group_resolver: Arc<LoadedPlugin>,
     pub export_sink: Arc<LoadedPlugin>,
     pub import_validator: Arc<LoadedPlugin>,
+    /// The named export sinks (`[plugins.sinks.<name>]`), selected per
+    /// export with `_sink`.
+    pub sinks: BTreeMap<String, Arc<LoadedPlugin>>,
     /// 1 for the plugins loaded at start, +1 per successful reload.
     pub generation: u64,
 }
@@ -32,33 +36,60 @@ impl PluginSet {
         }
     }
 
-    /// Loads the four roles in parallel: on a cold cache each one is a
-    /// Cranelift compile of a few hundred milliseconds.
+    /// The export sink `_sink` names, or `[plugins.export_sink]` for none.
+    pub fn sink(&self, name: Option<&str>) -> Option<&Arc<LoadedPlugin>> {
+        match name {
+            None => Some(&self.export_sink),
+            Some(name) => self.sinks.get(name),
+        }
+    }
+
+    /// Loads the four roles and the named sinks in parallel: on a cold
+    /// cache each one is a Cranelift compile of a few hundred milliseconds.
     fn load(
         runtime: &Runtime,
         config: &PluginsConfig,
         generation: u64,
     ) -> Result<PluginSet, PluginError> {
-        let [type_filter, group_resolver, export_sink, import_validator] =
-            std::thread::scope(|scope| {
-                let load = |kind: PluginKind, spec| scope.spawn(move || runtime.load(kind, spec));
-                [
-                    load(PluginKind::TypeFilter, &config.type_filter),
-                    load(PluginKind::GroupResolver, &config.group_resolver),
-                    load(PluginKind::ExportSink, &config.export_sink),
-                    load(PluginKind::ImportValidator, &config.import_validator),
-                ]
-                .map(|handle| {
-                    handle
-                        .join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        let join = |handle: std::thread::ScopedJoinHandle<'_, _>| {
+            handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        };
+        let (roles, sinks) = std::thread::scope(|scope| {
+            let load = |kind: PluginKind, spec| scope.spawn(move || runtime.load(kind, spec));
+            let roles = [
+                load(PluginKind::TypeFilter, &config.type_filter),
+                load(PluginKind::GroupResolver, &config.group_resolver),
+                load(PluginKind::ExportSink, &config.export_sink),
+                load(PluginKind::ImportValidator, &config.import_validator),
+            ];
+            let sinks: Vec<_> = config
+                .sinks
+                .iter()
+                .map(|(name, spec)| {
+                    let section = format!("sinks.{name}");
+                    let handle = scope
+                        .spawn(move || runtime.load_as(PluginKind::ExportSink, &section, spec));
+                    (name.clone(), handle)
                 })
-            });
+                .collect();
+            let sinks: Vec<_> = sinks
+                .into_iter()
+                .map(|(name, handle)| (name, join(handle)))
+                .collect();
+            (roles.map(join), sinks)
+        });
+        let [type_filter, group_resolver, export_sink, import_validator] = roles;
         Ok(PluginSet {
             type_filter: type_filter?,
             group_resolver: group_resolver?,
             export_sink: export_sink?,
             import_validator: import_validator?,
+            sinks: sinks
+                .into_iter()
+                .map(|(name, plugin)| Ok((name, plugin?)))
+                .collect::<Result<_, PluginError>>()?,
             generation,
         })
     }
@@ -130,8 +161,8 @@ impl PluginRegistry {
 }
 
 fn log_loaded(set: &PluginSet) {
-    for kind in PluginKind::ALL {
-        let plugin = set.get(kind);
+    let roles = PluginKind::ALL.map(|kind| set.get(kind));
+    for plugin in roles.into_iter().chain(set.sinks.values()) {
         tracing::info!(
             generation = set.generation,
             plugin = plugin.name(),

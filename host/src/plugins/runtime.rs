@@ -65,6 +65,7 @@ pub struct LoadedPlugin {
     limits: PluginLimits,
     config: Arc<BTreeMap<String, String>>,
     grants: PluginGrants,
+    extension: Option<String>,
 }
 
 pub(super) enum WorldPre {
@@ -94,13 +95,25 @@ impl Runtime {
         kind: PluginKind,
         spec: &PluginConfig,
     ) -> Result<Arc<LoadedPlugin>, PluginError> {
+        self.load_as(kind, kind.config_name(), spec)
+    }
+
+    /// [`Runtime::load`] for a plugin whose config section is `section`
+    /// (`sinks.<name>` for a named export sink), which names it in errors
+    /// and logs.
+    pub fn load_as(
+        &self,
+        kind: PluginKind,
+        section: &str,
+        spec: &PluginConfig,
+    ) -> Result<Arc<LoadedPlugin>, PluginError> {
         let (name, wasm) = match &spec.component {
             None => (
-                format!("{kind} (default)"),
+                format!("{section} (default)"),
                 Cow::Borrowed(kind.embedded_default()),
             ),
             Some(path) => {
-                let name = format!("{kind} ({})", path.display());
+                let name = format!("{section} ({})", path.display());
                 let wasm = std::fs::read(path).map_err(|e| {
                     PluginError::new(
                         &name,
@@ -248,7 +261,13 @@ impl LoadedPlugin {
             limits: spec.limits.clone(),
             config: Arc::new(spec.config.clone()),
             grants: spec.grants.clone(),
+            extension: spec.extension.clone(),
         })
+    }
+
+    /// An export sink's file extension: the configured one, or `ndjson`.
+    pub fn file_extension(&self) -> &str {
+        self.extension.as_deref().unwrap_or("ndjson")
     }
 
     pub fn kind(&self) -> PluginKind {

@@ -184,11 +184,15 @@ pub struct ImportItem {
     /// `History` only: write a tombstone.
     pub deleted: bool,
     pub line: LineRef,
-    /// When lines of one session claim the same slot (an id under
-    /// `CreateOnly`, an id and version under `History`), the greater
-    /// precedence stays, ties going to the lower `line`; the others are
-    /// rejected as [`ImportConflict::Duplicate`], whatever order they were
-    /// written in.
+    /// `CreateOnly`: when lines of one session claim the same id, the
+    /// greater precedence stays, ties going to the lower `line`; the others
+    /// are rejected as [`ImportConflict::Duplicate`], whatever order they
+    /// were written in. `History` does not use it: of lines claiming one
+    /// version the earliest `lastUpdated` stays, then the lower `line`; of
+    /// two versions of one session whose `lastUpdated` goes backwards the
+    /// higher stays (the other is [`ImportConflict::OutOfOrder`]), again
+    /// whatever the order (for lines that carry `lastUpdated`: one without
+    /// gets its batch's instant).
     pub precedence: (u64, Instant),
 }
 

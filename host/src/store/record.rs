@@ -68,6 +68,39 @@ pub fn encode_imported(
     v
 }
 
+/// A `P` value that says the resource left the patient's compartment at
+/// this version (format byte, then its `lastUpdated`).
+const FORMAT_LEFT: u8 = 3;
+
+/// What a `P` value says about one version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Member {
+    /// The version is in the compartment; the value is its `R` record in
+    /// format 1 (`lastUpdated`, deleted flag, body offset).
+    In(Instant, bool, usize),
+    /// The version is not, while the one before it was.
+    Left(Instant),
+}
+
+/// The `P` value of a version that left a compartment.
+pub fn encode_left(last_updated: Instant) -> Vec<u8> {
+    let mut v = Vec::with_capacity(9);
+    v.push(FORMAT_LEFT);
+    v.extend_from_slice(&ts_bytes(last_updated));
+    v
+}
+
+pub fn decode_member(v: &[u8]) -> Option<Member> {
+    match v.first()? {
+        &FORMAT_LEFT => Some(Member::Left(ts_from_bytes(v.get(1..9)?.try_into().ok()?))),
+        &FORMAT => {
+            let (ts, deleted, body_at) = decode_version_header(v)?;
+            Some(Member::In(ts, deleted, body_at))
+        }
+        _ => None,
+    }
+}
+
 /// The `lastUpdated`, deleted flag and body offset of an `R` value.
 pub fn decode_version_header(v: &[u8]) -> Option<(Instant, bool, usize)> {
     let header = v.get(..VERSION_HEADER)?;
@@ -167,7 +200,7 @@ impl Current {
     }
 }
 
-const META_LEN: usize = 25;
+const META_LEN: usize = 33;
 
 /// The `M` value: the store clock and the counters behind `stats()`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -179,6 +212,9 @@ pub struct Meta {
     pub last_seq: u64,
     /// Resources whose latest version is not a tombstone.
     pub live: u64,
+    /// Versions an import removed again (a line displaced by a later line
+    /// of the same import): `last_seq - removed` versions exist.
+    pub removed: u64,
 }
 
 impl Meta {
@@ -188,11 +224,13 @@ impl Meta {
         v.extend_from_slice(&ts_bytes(self.last_ts));
         v.extend_from_slice(&self.last_seq.to_be_bytes());
         v.extend_from_slice(&self.live.to_be_bytes());
+        v.extend_from_slice(&self.removed.to_be_bytes());
         v
     }
 
+    /// Also reads the shorter record of stores written before `removed`.
     pub fn decode(v: &[u8]) -> Option<Self> {
-        if v.len() != META_LEN || v[0] != FORMAT {
+        if !(v.len() == META_LEN || v.len() == META_LEN - 8) || v[0] != FORMAT {
             return None;
         }
         let word = |i: usize| v[i..i + 8].try_into().ok();
@@ -200,6 +238,11 @@ impl Meta {
             last_ts: ts_from_bytes(word(1)?),
             last_seq: u64::from_be_bytes(word(9)?),
             live: u64::from_be_bytes(word(17)?),
+            removed: if v.len() == META_LEN {
+                u64::from_be_bytes(word(25)?)
+            } else {
+                0
+            },
         })
     }
 }
@@ -273,8 +316,11 @@ mod tests {
             last_ts: t,
             last_seq: 9,
             live: 4,
+            removed: 2,
         };
         assert_eq!(Meta::decode(&m.encode()), Some(m));
         assert_eq!(Meta::decode(&m.encode()[1..]), None);
+        let earlier = Meta::decode(&m.encode()[..META_LEN - 8]).unwrap();
+        assert_eq!((earlier.last_seq, earlier.removed), (9, 0));
     }
 }

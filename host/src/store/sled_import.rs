@@ -61,8 +61,24 @@ struct Slot {
     last_updated: Instant,
     deleted: bool,
     origin: Option<Origin>,
+    /// A live version written elsewhere: the compartments of its body.
+    body_patients: Option<Vec<String>>,
     /// The item of this batch that wrote it.
     item: Option<usize>,
+}
+
+/// The compartments `version` is in: its origin's, its body's, or for a
+/// tombstone written elsewhere those of the version before it.
+fn patients_at(versions: &BTreeMap<u64, Slot>, version: u64) -> &[String] {
+    for (_, slot) in versions.range(..=version).rev() {
+        if let Some(origin) = &slot.origin {
+            return &origin.patients;
+        }
+        if let Some(patients) = &slot.body_patients {
+            return patients;
+        }
+    }
+    &[]
 }
 
 /// One resource: the stored state plus what the batch has done to it.
@@ -195,15 +211,26 @@ impl Apply<'_> {
         for entry in self.store.db.scan_prefix(keys::resource_prefix(*rtype, id)) {
             let (key, value) = entry?;
             let (_, version) = keys::split_version(&key).ok_or_else(|| corrupt(&key))?;
-            let (last_updated, deleted, _) =
+            let (last_updated, deleted, body_at) =
                 record::decode_version_header(&value).ok_or_else(|| corrupt(&key))?;
             let origin = record::decode_origin(&value).map_err(|()| corrupt(&key))?;
+            // Only the versions around a new one need it (see `mark_left`),
+            // but a batch can place a version anywhere.
+            let body_patients = match (&origin, deleted) {
+                (None, false) => {
+                    let body = crate::fhir::resource::Resource::from_slice(&value[body_at..])
+                        .map_err(|_| corrupt(&key))?;
+                    Some(patients_of(*rtype, id, &body.body))
+                }
+                _ => None,
+            };
             versions.insert(
                 version,
                 Slot {
                     last_updated,
                     deleted,
                     origin,
+                    body_patients,
                     item: None,
                 },
             );
@@ -284,8 +311,9 @@ impl Apply<'_> {
             return self.reject(item, Some(version), conflict);
         }
         let Some(slot) = versions.get(&version) else {
-            if let Err(conflict) = in_order(versions, version, last_updated) {
-                return self.reject(item, Some(version), conflict);
+            match self.settle_order(versions, version, last_updated) {
+                Ok(losers) => self.evict(item, version, last_updated, &losers, resource),
+                Err(conflict) => return self.reject(item, Some(version), conflict),
             }
             return self.write(
                 index,
@@ -309,14 +337,19 @@ impl Apply<'_> {
                 last_updated: slot.last_updated,
                 deleted: slot.deleted,
             }),
-            Some((line, precedence)) if !wins(item, precedence, line) => self.reject(
-                item,
-                Some(version),
-                ImportConflict::Duplicate { winner: line },
-            ),
+            Some((line, _))
+                if !first_of_version(last_updated, item.line, slot.last_updated, line) =>
+            {
+                self.reject(
+                    item,
+                    Some(version),
+                    ImportConflict::Duplicate { winner: line },
+                )
+            }
             Some(_) => {
-                if let Err(conflict) = in_order(versions, version, last_updated) {
-                    return self.reject(item, Some(version), conflict);
+                match self.settle_order(versions, version, last_updated) {
+                    Ok(losers) => self.evict(item, version, last_updated, &losers, resource),
+                    Err(conflict) => return self.reject(item, Some(version), conflict),
                 }
                 self.replace(
                     index,
@@ -357,11 +390,15 @@ impl Apply<'_> {
             deleted,
         };
         self.stage(index, item, &meta, &origin);
-        if resource
-            .current
-            .as_ref()
-            .is_none_or(|c| version > c.meta.version)
-        {
+        self.mark_left(item, resource.versions.as_ref(), &meta, &origin.patients);
+        // The highest version, also when this line evicted the one `C` had.
+        let highest = resource.versions.as_ref().is_none_or(|versions| {
+            versions
+                .range((Bound::Excluded(version), Bound::Unbounded))
+                .next()
+                .is_none()
+        });
+        if highest {
             let was_live = resource.current.as_ref().is_some_and(|c| !c.meta.deleted);
             self.set_current(item, was_live, &meta, &origin, resource);
         }
@@ -371,6 +408,7 @@ impl Apply<'_> {
                 last_updated,
                 deleted,
                 origin: Some(origin),
+                body_patients: None,
                 item: Some(index),
             },
         );
@@ -449,6 +487,7 @@ impl Apply<'_> {
             deleted,
         };
         self.stage(index, item, &meta, &origin);
+        self.mark_left(item, resource.versions.as_ref(), &meta, &origin.patients);
         if let Some(current) = &resource.current
             && current.meta.version == version
         {
@@ -461,10 +500,177 @@ impl Apply<'_> {
                 last_updated,
                 deleted,
                 origin: Some(origin),
+                body_patients: None,
                 item: Some(index),
             },
         );
         ImportOutcome::Written(meta)
+    }
+
+    /// The versions out of order with a line of `version` at `last_updated`
+    /// (`lastUpdated` must strictly increase with the version): this
+    /// session's lower versions, which it displaces; or why it cannot be
+    /// written: a version from elsewhere, or a higher one of this session
+    /// (the higher version stays). "Displaces" is transitive together with
+    /// the duplicate rule ([`first_of_version`]), so the lines that stay are
+    /// the ones no other line displaces, whatever order the parallel ranges
+    /// write in.
+    fn settle_order(
+        &self,
+        versions: &BTreeMap<u64, Slot>,
+        version: u64,
+        last_updated: Instant,
+    ) -> Result<Vec<u64>, ImportConflict> {
+        // Versions are in time order, so the ones out of order with the
+        // line are the nearest below and above it.
+        let below = versions
+            .range(..version)
+            .rev()
+            .take_while(|(_, s)| s.last_updated >= last_updated);
+        let above = versions
+            .range((Bound::Excluded(version), Bound::Unbounded))
+            .take_while(|(_, s)| s.last_updated <= last_updated);
+        let mut losers = Vec::new();
+        let mut kept = None;
+        for (&neighbour, slot) in below.chain(above) {
+            let own = slot
+                .origin
+                .as_ref()
+                .is_some_and(|o| o.session == self.session);
+            if own && neighbour < version {
+                losers.push(neighbour);
+            } else if kept.is_none() || !own {
+                kept = Some((neighbour, slot.last_updated));
+            }
+        }
+        match kept {
+            Some((neighbour, neighbour_last_updated)) => Err(ImportConflict::OutOfOrder {
+                version,
+                last_updated,
+                neighbour,
+                neighbour_last_updated,
+            }),
+            None => Ok(losers),
+        }
+    }
+
+    /// Removes `losers`, versions this session wrote that the line of
+    /// `version` at `last_updated` displaces, and records their lines as
+    /// rejected.
+    fn evict(
+        &mut self,
+        item: &ImportItem,
+        version: u64,
+        last_updated: Instant,
+        losers: &[u64],
+        resource: &mut Resource,
+    ) {
+        let rtype = item.resource.rtype;
+        let versions = resource.versions.get_or_insert_default();
+        for loser in losers {
+            let Some(Slot {
+                last_updated: old_ts,
+                origin: Some(old),
+                item: old_item,
+                ..
+            }) = versions.remove(loser)
+            else {
+                continue;
+            };
+            self.batch
+                .remove(keys::version_key(rtype, &item.id, *loser));
+            for patient in &old.patients {
+                self.batch
+                    .remove(keys::member_key(patient, rtype, &item.id, *loser));
+            }
+            self.batch.remove(keys::log_key(old_ts, old.seq));
+            self.batch
+                .remove(keys::type_log_key(rtype, old_ts, old.seq));
+            // Its left markers go too, and the version after it follows the
+            // one before it now.
+            let before = match versions.range(..*loser).next_back() {
+                Some((&below, _)) => patients_at(versions, below).to_vec(),
+                None => Vec::new(),
+            };
+            for patient in &before {
+                self.batch
+                    .remove(keys::member_key(patient, rtype, &item.id, *loser));
+            }
+            if let Some((&after, slot)) = versions
+                .range((Bound::Excluded(*loser), Bound::Unbounded))
+                .next()
+            {
+                let theirs = patients_at(versions, after);
+                for patient in before.iter().filter(|p| !theirs.contains(p)) {
+                    self.batch.insert(
+                        keys::member_key(patient, rtype, &item.id, after),
+                        record::encode_left(slot.last_updated),
+                    );
+                }
+            }
+            self.meta.removed += 1;
+            let conflict = ImportConflict::OutOfOrder {
+                version: *loser,
+                last_updated: old_ts,
+                neighbour: version,
+                neighbour_last_updated: last_updated,
+            };
+            let record = (self.render)(&ImportRejection {
+                line: old.line,
+                rtype,
+                id: &item.id,
+                version: Some(*loser),
+                conflict: &conflict,
+            });
+            self.batch.insert(
+                keys::rejected_key(self.session, old.line.input, old.line.line),
+                record,
+            );
+            if let Some(i) = old_item {
+                self.outcomes[i] = ImportOutcome::Rejected(conflict);
+            }
+        }
+    }
+
+    /// Keeps the compartment entries around a new version complete (see
+    /// the layout in `sled.rs`): a left marker at the version for each
+    /// compartment the version before it is in and it is not, and at the
+    /// version after it for each one it is in and that one is not. A marker
+    /// too many is harmless (it sits on a version outside that
+    /// compartment), so markers the new version makes redundant stay.
+    fn mark_left(
+        &mut self,
+        item: &ImportItem,
+        versions: Option<&BTreeMap<u64, Slot>>,
+        meta: &VersionMeta,
+        patients: &[String],
+    ) {
+        let Some(versions) = versions else {
+            return;
+        };
+        let rtype = item.resource.rtype;
+        if let Some((&below, _)) = versions.range(..meta.version).next_back() {
+            for patient in patients_at(versions, below) {
+                if !patients.contains(patient) {
+                    self.batch.insert(
+                        keys::member_key(patient, rtype, &item.id, meta.version),
+                        record::encode_left(meta.last_updated),
+                    );
+                }
+            }
+        }
+        if let Some((&after, slot)) = versions
+            .range((Bound::Excluded(meta.version), Bound::Unbounded))
+            .next()
+        {
+            let theirs = patients_at(versions, after);
+            for patient in patients.iter().filter(|p| !theirs.contains(p)) {
+                self.batch.insert(
+                    keys::member_key(patient, rtype, &item.id, after),
+                    record::encode_left(slot.last_updated),
+                );
+            }
+        }
     }
 
     /// `R`, its log entries and its compartment entries.
@@ -480,11 +686,19 @@ impl Apply<'_> {
             })
         };
         let rkey = keys::version_key(rtype, &item.id, meta.version);
-        for patient in &origin.patients {
-            self.batch.insert(
-                keys::member_key(patient, rtype, &item.id, meta.version),
-                &[][..],
-            );
+        if !origin.patients.is_empty() {
+            // The compartment copy: the version without its origin.
+            let copy = ::sled::IVec::from(record::encode_version(
+                meta.last_updated,
+                meta.deleted,
+                &body,
+            ));
+            for patient in &origin.patients {
+                self.batch.insert(
+                    keys::member_key(patient, rtype, &item.id, meta.version),
+                    copy.clone(),
+                );
+            }
         }
         self.batch.insert(
             keys::log_key(meta.last_updated, origin.seq),
@@ -601,6 +815,18 @@ fn wins(item: &ImportItem, precedence: (u64, Instant), line: super::LineRef) -> 
     item.precedence > precedence || (item.precedence == precedence && item.line < line)
 }
 
+/// `History`: whether a line at `last_updated` takes a version's slot from
+/// the line `held_by` at `held_at`: the earliest `lastUpdated` wins, then
+/// the first line.
+fn first_of_version(
+    last_updated: Instant,
+    line: super::LineRef,
+    held_at: Instant,
+    held_by: super::LineRef,
+) -> bool {
+    (last_updated, line) < (held_at, held_by)
+}
+
 /// The version for a line with `lastUpdated` but no `versionId`: next to the
 /// versions around its instant, or none when no number is free there.
 fn fit(versions: &BTreeMap<u64, Slot>, last_updated: Instant) -> Result<u64, ImportConflict> {
@@ -623,31 +849,6 @@ fn fit(versions: &BTreeMap<u64, Slot>, last_updated: Instant) -> Result<u64, Imp
         (Some(b), Some(a)) => (a - b > 1).then(|| b + 1),
     };
     free.ok_or(ImportConflict::NoVersionFits { last_updated })
-}
-
-/// `lastUpdated` strictly increases with the version.
-fn in_order(
-    versions: &BTreeMap<u64, Slot>,
-    version: u64,
-    last_updated: Instant,
-) -> Result<(), ImportConflict> {
-    let below = versions
-        .range(..version)
-        .next_back()
-        .filter(|(_, s)| s.last_updated >= last_updated);
-    let above = versions
-        .range((Bound::Excluded(version), Bound::Unbounded))
-        .next()
-        .filter(|(_, s)| s.last_updated <= last_updated);
-    match below.or(above) {
-        Some((&neighbour, slot)) => Err(ImportConflict::OutOfOrder {
-            version,
-            last_updated,
-            neighbour,
-            neighbour_last_updated: slot.last_updated,
-        }),
-        None => Ok(()),
-    }
 }
 
 #[cfg(test)]
@@ -954,19 +1155,72 @@ mod tests {
                 neighbour_last_updated: at(20)
             })
         );
-        assert!(matches!(
-            outcomes[1],
-            ImportOutcome::Rejected(ImportConflict::OutOfOrder { neighbour: 2, .. })
-        ));
+        // Version 3 at the instant of version 2 displaces it (the higher
+        // version stays), and its duplicate at 21 loses to it (the earlier
+        // instant stays).
+        assert!(matches!(outcomes[1], ImportOutcome::Written(_)));
         assert!(matches!(
             outcomes[2],
             ImportOutcome::Rejected(ImportConflict::Future { .. })
         ));
-        assert!(matches!(outcomes[3], ImportOutcome::Written(_)));
         assert_eq!(
-            versions_of(&store, "o"),
-            [(3, at(21), false), (2, at(20), false)]
+            outcomes[3],
+            ImportOutcome::Rejected(ImportConflict::Duplicate { winner: line(3) })
         );
+        assert_eq!(versions_of(&store, "o"), [(3, at(20), false)]);
+        let lost: Vec<u64> = rejections(&store).iter().map(|(l, _)| *l).collect();
+        assert_eq!(lost, [1, 2, 4, 5]);
+        assert_eq!(store.stats().unwrap().versions, 1);
+        let members = all(store.compartment(&id("p"), at(30)).unwrap());
+        assert_eq!(members.len(), 1);
+        assert_eq!(members[0].meta.version, 3);
+    }
+
+    /// Every order of five lines, one batch each: the same versions stay and
+    /// the same lines are rejected.
+    #[test]
+    fn lines_out_of_time_order_settle_alike_in_any_order() {
+        // (line, version, lastUpdated): 2 displaces 1 (instants go back);
+        // 4 takes version 3 from 3 (earlier) and so displaces 2 and 1 too;
+        // 5 is after all of them.
+        let lines = [(1, 1, 30), (2, 2, 20), (3, 3, 25), (4, 3, 19), (5, 4, 40)];
+        let (_dir, store) = fresh();
+        let mut orders = vec![Vec::new()];
+        for _ in 0..lines.len() {
+            orders = orders
+                .into_iter()
+                .flat_map(|order: Vec<usize>| {
+                    (0..lines.len())
+                        .filter(|i| !order.contains(i))
+                        .map(|i| [order.clone(), vec![i]].concat())
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+        }
+        assert_eq!(orders.len(), 120);
+        for (n, order) in orders.iter().enumerate() {
+            let name = format!("o{n}");
+            for &i in order {
+                let (l, v, t) = lines[i];
+                history(
+                    &store,
+                    vec![item(&name, "p", n as u64 * 10 + l, Some(v), Some(t))],
+                );
+            }
+            assert_eq!(
+                versions_of(&store, &name),
+                [(4, at(40), false), (3, at(19), false)],
+                "order {order:?}"
+            );
+        }
+        let mut lost: Vec<u64> = rejections(&store).iter().map(|(l, _)| *l).collect();
+        lost.sort_unstable();
+        let expected: Vec<u64> = (0..120)
+            .flat_map(|n| [n * 10 + 1, n * 10 + 2, n * 10 + 3])
+            .collect();
+        assert_eq!(lost, expected);
+        assert_eq!(store.stats().unwrap().versions, 240);
+        assert_eq!(all(store.compartment(&id("p"), at(50)).unwrap()).len(), 120);
     }
 
     #[test]
@@ -1046,9 +1300,10 @@ mod tests {
         let outcomes = history(
             &store,
             vec![
-                item("o", "p9", 9, Some(1), Some(10)),
-                item("o", "p3", 3, Some(1), Some(11)),
-                item("o", "p4", 4, Some(1), Some(12)),
+                // The earliest lastUpdated, then the first line, wins.
+                item("o", "p9", 9, Some(1), Some(11)),
+                item("o", "p3", 3, Some(1), Some(10)),
+                item("o", "p4", 4, Some(1), Some(10)),
             ],
         );
         assert_eq!(
@@ -1063,7 +1318,7 @@ mod tests {
         let current = store.read(rt("Observation"), &id("o")).unwrap().unwrap();
         assert_eq!(
             (subject(&current), current.meta.last_updated),
-            ("Patient/p3".to_owned(), at(11))
+            ("Patient/p3".to_owned(), at(10))
         );
         assert_eq!(
             rejections(&store)

@@ -31,6 +31,7 @@ use super::retention::{self, Expiry};
 use super::status::{find, parse_job_id};
 
 const FHIR_NDJSON: HeaderValue = HeaderValue::from_static("application/fhir+ndjson");
+const GZIP: HeaderValue = HeaderValue::from_static("application/gzip");
 
 /// `/_operations/export/{id}/files/{name}`
 pub struct FilePath(JobId, String);
@@ -75,6 +76,12 @@ pub(in crate::api) async fn ndjson_file(
     path: PathBuf,
     request: Request,
 ) -> Result<Response, ApiError> {
+    // An export sink configured with `extension = "ndjson.gz"` compresses.
+    let content_type = if path.extension().is_some_and(|e| e == "gz") {
+        GZIP
+    } else {
+        FHIR_NDJSON
+    };
     let served = ServeFile::new(path)
         .oneshot(request)
         .await
@@ -82,7 +89,7 @@ pub(in crate::api) async fn ndjson_file(
     let mut response = served.map(Body::new).into_response();
     // `ServeFile` guesses from the extension; these are FHIR NDJSON.
     if response.status().is_success() {
-        response.headers_mut().insert(CONTENT_TYPE, FHIR_NDJSON);
+        response.headers_mut().insert(CONTENT_TYPE, content_type);
     }
     Ok(response)
 }

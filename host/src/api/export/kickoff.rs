@@ -141,6 +141,8 @@ async fn kickoff(
         }
     };
     let now = with_store(&state, |store| Ok(store.now()?)).await?;
+    let plugins = state.plugins.current();
+    let sinks: Vec<&str> = plugins.sinks.keys().map(String::as_str).collect();
     let kickoff = Kickoff {
         level,
         lenient,
@@ -149,9 +151,10 @@ async fn kickoff(
         request_url,
         now,
         referenced: state.exports.handler.include_referenced(),
+        destination: state.exports.handler.destination_kind(),
+        sinks: &sinks,
     };
     let mut request = params::parse(kickoff, pairs)?;
-    let plugins = state.plugins.current();
     if let ExportLevel::Group { id } = &request.level {
         // At the export's snapshot: a Group that did not exist then, or
         // was deleted, is 404; one the group resolver refuses is 400.

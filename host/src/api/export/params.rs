@@ -16,6 +16,8 @@ use serde_json::Value;
 use crate::api::error::ApiError;
 use crate::api::format::check_format;
 use crate::api::params::{parse_id, parse_type};
+use crate::azure::is_container_name;
+use crate::destinations::DestinationKind;
 use crate::export::{Associated, ExportLevel, ExportRequest, TypeFilter, Warning};
 use crate::fhir::compartment::can_be_in_compartment;
 use crate::fhir::{Instant, IssueType, ResourceId, ResourceType};
@@ -36,6 +38,10 @@ pub struct Kickoff<'a> {
     /// `export.include_referenced`: types outside every compartment that
     /// Patient/Group exports add when exported resources reference them.
     pub referenced: &'a [ResourceType],
+    /// The names `_sink` may take (`[plugins.sinks.<name>]`).
+    pub sinks: &'a [&'a str],
+    /// Where the files go: decides what a `_container` may be.
+    pub destination: DestinationKind,
 }
 
 const TYPE_FILTER: &str = "_typeFilter";
@@ -121,6 +127,7 @@ pub fn parse(kickoff: Kickoff, pairs: Vec<(String, String)>) -> Result<ExportReq
         patients: Vec::new(),
         associated: Associated::default(),
         container: None,
+        sink: None,
         warnings: Vec::new(),
     };
     for (name, value) in pairs {
@@ -142,6 +149,7 @@ struct Parser<'a> {
     patients: Vec<ResourceId>,
     associated: Associated,
     container: Option<String>,
+    sink: Option<String>,
     warnings: Vec<Warning>,
 }
 
@@ -204,7 +212,22 @@ impl Parser<'_> {
             }
             "_container" => {
                 self.once("_container")?;
-                self.container = Some(container(&value)?);
+                let value = container(&value)?;
+                if self.kickoff.destination == DestinationKind::Blob && !is_container_name(&value) {
+                    return Err(ApiError::parameter(
+                        IssueType::Value,
+                        "_container",
+                        format!(
+                            "'{value}' is not an Azure Blob container name (3-63 lowercase letters, digits and single hyphens, starting and ending with a letter or digit)"
+                        ),
+                    ));
+                }
+                self.container = Some(value);
+                Ok(())
+            }
+            "_sink" => {
+                self.once("_sink")?;
+                self.sink = Some(self.sink_name(value)?);
                 Ok(())
             }
             // Azure's spelling and MS fhir-server's: both are seen in the wild.
@@ -222,6 +245,22 @@ impl Parser<'_> {
             "_format" => check_format(&value),
             _ => self.unsupported(name, unknown_parameter(name)),
         }
+    }
+
+    /// `_sink` names one of the configured sinks.
+    fn sink_name(&self, value: String) -> Result<String, ApiError> {
+        if self.kickoff.sinks.contains(&value.as_str()) {
+            return Ok(value);
+        }
+        let configured = match self.kickoff.sinks {
+            [] => "none is configured".to_owned(),
+            names => format!("configured: {}", names.join(", ")),
+        };
+        Err(ApiError::parameter(
+            IssueType::Value,
+            "_sink",
+            format!("'{value}' is not an export sink of this server ({configured})"),
+        ))
     }
 
     /// A single-valued parameter may be given once.
@@ -355,6 +394,7 @@ impl Parser<'_> {
             referenced,
             associated: self.associated,
             container: self.container,
+            sink: self.sink,
             lenient: self.kickoff.lenient,
             warnings: self.warnings,
         })
@@ -554,7 +594,7 @@ pub(in crate::api) fn container(value: &str) -> Result<String, ApiError> {
 /// Known to the Bulk Data IG but not offered here, or a typo of a supported
 /// parameter: the message says which.
 fn unknown_parameter(name: &str) -> String {
-    const SUPPORTED: [&str; 12] = [
+    const SUPPORTED: [&str; 13] = [
         "_outputFormat",
         "_since",
         "_till",
@@ -565,6 +605,7 @@ fn unknown_parameter(name: &str) -> String {
         "patient",
         "includeAssociatedData",
         "_container",
+        "_sink",
         "_isparallel",
         "_format",
     ];
@@ -594,6 +635,8 @@ mod tests {
             request_url: "http://h/$export".into(),
             now: Instant::parse(NOW).unwrap(),
             referenced: &[],
+            destination: DestinationKind::Local,
+            sinks: &["deid", "gzip"],
         }
     }
 
@@ -759,6 +802,49 @@ mod tests {
         for (query, parameter) in cases {
             assert_eq!(&named(system(query)), parameter, "{query:?}");
         }
+    }
+
+    #[test]
+    fn a_blob_destination_takes_container_names_only() {
+        let blob = |value: &str| {
+            let kickoff = Kickoff {
+                destination: DestinationKind::Blob,
+                ..kickoff(ExportLevel::System, false, false)
+            };
+            parse(kickoff, pairs(&[("_container", value)]))
+        };
+        assert_eq!(
+            blob("research-1").unwrap().container.as_deref(),
+            Some("research-1")
+        );
+        for bad in ["Research", "run-1.a_b", "ab", "a--b", "-ab", ".."] {
+            assert_eq!(named(blob(bad)), "_container", "{bad}");
+        }
+        // The local folder takes what Blob Storage refuses.
+        assert!(system(&[("_container", "Run_1.x")]).is_ok());
+    }
+
+    #[test]
+    fn a_sink_is_one_of_the_configured_names() {
+        assert_eq!(
+            system(&[("_sink", "deid")]).unwrap().sink.as_deref(),
+            Some("deid")
+        );
+        assert_eq!(system(&[]).unwrap().sink, None);
+        let unknown = system(&[("_sink", "nope")]);
+        let text = format!("{unknown:?}");
+        assert!(
+            text.contains("'nope'") && text.contains("deid, gzip"),
+            "{text}"
+        );
+        assert_eq!(named(unknown), "_sink");
+        assert_eq!(
+            named(system(&[("_sink", "deid"), ("_sink", "gzip")])),
+            "_sink"
+        );
+        // Part of what makes two kick-offs the same export.
+        let (a, b) = (system(&[("_sink", "deid")]).unwrap(), system(&[]).unwrap());
+        assert!(!a.same_export(&b));
     }
 
     #[test]

@@ -14,7 +14,6 @@ use crate::api::error::ApiError;
 use crate::api::params::segments;
 use crate::api::response;
 use crate::export::ExportRequest;
-use crate::export::manifest::manifest;
 use crate::fhir::Instant;
 use crate::jobs::{JobId, JobKind, JobRecord, JobState};
 
@@ -74,7 +73,14 @@ pub async fn poll(
             ))),
             _ => {
                 let files = format!("{}/files", status_url(&state.base_url, &job.id));
-                let body = serde_json::to_vec(&manifest(&job, &files))
+                let handler = exports.handler.clone();
+                // Signing blob URLs runs on the destination's blocking API.
+                let (manifest, signed_until) =
+                    blocking::run(move || Ok(handler.manifest(&job, &files)?)).await?;
+                // A client must fetch the files before the first signed URL
+                // stops working, and never after the export expires.
+                let expires = signed_until.map_or(expires, |s| s.min(expires));
+                let body = serde_json::to_vec(&manifest)
                     .map_err(|e| ApiError::internal(format!("serialising a manifest: {e}")))?;
                 let mut response = (
                     StatusCode::OK,

@@ -36,7 +36,7 @@ fn definition(base_url: &str) -> Value {
         "parameter": [
             parameter("inputFormat", 1, "1", "string", "application/fhir+ndjson, the only format"),
             parameter("mode", 0, "1", "code", "InitialLoad (create-only, REST writes answer 423 meanwhile) or IncrementalLoad (the default)"),
-            parameter("allowNegativeVersions", 0, "1", "boolean", "IncrementalLoad: versions below 1 may be assigned to resources with an explicit lastUpdated and no versionId that do not fit before the stored ones"),
+            parameter("allowNegativeVersions", 0, "1", "boolean", "Only false: true (versions below 1 for lines with lastUpdated and no versionId that fit before version 1) is refused with 400, this server stores no versions below 1"),
             parameter("errorContainerName", 0, "1", "string", "the folder (container) error files go to"),
             {
                 "name": "input",

@@ -82,6 +82,14 @@ fn check_sources(sources: &ImportSources, parsed: Parsed) -> Result<ImportReques
             .check(&input.url, input.etag.as_deref())
             .map_err(|error| ApiError::source(at, error))?;
     }
+    // Error files going to a blob container need an Azure container name.
+    sources
+        .error_target(&parsed.request)
+        .map_err(|error| ApiError::Invalid {
+            code: IssueType::Value,
+            message: error.to_string(),
+            expression: Some("errorContainerName".into()),
+        })?;
     Ok(parsed.request)
 }
 

@@ -101,6 +101,17 @@ impl Parser {
                 once(at, name, self.allow_negative_versions.is_some())?;
                 let value = only_value(at, name, fields, &["valueBoolean"])?;
                 let allow = value.as_bool().ok_or_else(|| not_a(at, name, "boolean"))?;
+                if allow {
+                    // Refused rather than ignored: the client asked for
+                    // versions the store cannot hold, and would otherwise
+                    // learn it only from the error file.
+                    return Err(parameter_error(
+                        IssueType::NotSupported,
+                        at,
+                        name,
+                        "true is not supported: versions below 1 cannot be stored by this server (versions are positive integers throughout its store, history and ETags); a line with meta.lastUpdated and no meta.versionId that fits before version 1 is an error line",
+                    ));
+                }
                 self.allow_negative_versions = Some(allow);
             }
             "errorContainerName" => {
@@ -475,7 +486,7 @@ mod tests {
         let parsed = ok(json!([
             format(),
             {"name": "mode", "valueCode": "InitialLoad"},
-            {"name": "allowNegativeVersions", "valueBoolean": true},
+            {"name": "allowNegativeVersions", "valueBoolean": false},
             {"name": "errorContainerName", "valueString": "fhirlogs"},
             input_of(json!([
                 {"name": "type", "valueString": "Patient"},
@@ -487,7 +498,7 @@ mod tests {
         let r = parsed.request;
         assert_eq!(r.request_url, URL);
         assert_eq!(r.mode, ImportMode::InitialLoad);
-        assert!(r.allow_negative_versions);
+        assert!(!r.allow_negative_versions);
         assert_eq!(r.error_location.as_deref(), Some("fhirlogs"));
         assert_eq!(
             r.inputs,
@@ -571,6 +582,10 @@ mod tests {
             (
                 json!({"name": "allowNegativeVersions", "valueBoolean": "yes"}),
                 "not a JSON boolean",
+            ),
+            (
+                json!({"name": "allowNegativeVersions", "valueBoolean": true}),
+                "versions below 1 cannot be stored",
             ),
             (
                 json!({"name": "errorContainerName", "valueString": 3}),

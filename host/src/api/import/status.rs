@@ -124,7 +124,7 @@ fn completed(base: &str, job: &JobRecord) -> Result<Value, ApiError> {
                 "type": "OperationOutcome",
                 "count": e.count,
                 "inputUrl": e.input_url,
-                "url": format!("{files}/{}", e.file),
+                "url": e.url.clone().unwrap_or_else(|| format!("{files}/{}", e.file)),
             })
         })
         .collect();
@@ -197,7 +197,11 @@ pub async fn error_file(
     if job.state != JobState::Completed {
         return Err(missing());
     }
-    if !result_of(&job)?.error.iter().any(|e| e.file == file) {
+    if !result_of(&job)?
+        .error
+        .iter()
+        .any(|e| e.file == file && e.url.is_none())
+    {
         return Err(missing());
     }
     let config = imports.config.clone();

@@ -278,6 +278,7 @@ pub fn request(level: ExportLevel, transaction_time: Instant) -> ExportRequest {
         referenced: Vec::new(),
         associated: Associated::default(),
         container: None,
+        sink: None,
         lenient: false,
         warnings: Vec::new(),
     }

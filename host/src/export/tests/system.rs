@@ -53,7 +53,9 @@ fn system_export_writes_one_file_per_type_as_stored() {
     assert_eq!(std::fs::read_to_string(path).unwrap(), expected);
 
     // The manifest the status endpoint answers.
-    let m = manifest(job, "http://hearth.test/_operations/export/x/files");
+    let m = manifest(job, |name| {
+        format!("http://hearth.test/_operations/export/x/files/{name}")
+    });
     assert_eq!(m["transactionTime"], at.to_fhir());
     assert_eq!(m["requiresAccessToken"], false);
     assert!(
@@ -173,7 +175,7 @@ fn since_lists_deletions_as_bundles_never_as_output() {
         bundles[0]["entry"],
         json!([{"request": {"method": "DELETE", "url": "Observation/o1"}}])
     );
-    let m = manifest(&export.job, "http://h/files");
+    let m = manifest(&export.job, |name| format!("http://h/files/{name}"));
     assert_eq!(
         m["deleted"],
         json!([{"type": "Bundle", "url": "http://h/files/Observation-deleted-1-1.ndjson", "count": 1}])
@@ -397,4 +399,72 @@ fn a_plugin_fault_fails_the_job_naming_the_plugin() {
     );
     // A failed export's files are removed.
     assert!(env.folder_files(&job).is_empty());
+}
+
+#[test]
+fn deleted_exports_an_imported_tombstone_with_nothing_live_before_it() {
+    use crate::store::{ImportBatch, ImportItem, ImportSession, ImportWrites, LineRef};
+    let env = Env::new();
+    fixture(&env);
+    let deleted_at = Instant::parse("2020-01-02T03:04:05Z").unwrap();
+    let item = ImportItem {
+        id: id("gone"),
+        resource: Resource::from_value(observation("gone", "p1", "8302-2")).unwrap(),
+        version: Some(1),
+        last_updated: Some(deleted_at),
+        deleted: true,
+        line: LineRef {
+            input: 0,
+            line: 1,
+            offset: 0,
+        },
+        precedence: (1, deleted_at),
+    };
+    let batch = ImportBatch {
+        session: ImportSession(1),
+        writes: ImportWrites::History,
+        items: vec![item],
+        rejected: Vec::new(),
+        progress: None,
+    };
+    let outcomes = env.store.import(batch, &|_| Vec::new()).unwrap();
+    assert!(
+        matches!(&outcomes[..], [crate::store::ImportOutcome::Written(m)] if m.deleted),
+        "{outcomes:?}"
+    );
+    let mut r = request(ExportLevel::System, env.now());
+    r.types = vec![rt("Observation")];
+    r.associated.deleted = true;
+    let marked = |export: &Export| -> Vec<Value> {
+        export.output["Observation"]
+            .iter()
+            .filter(|o| o["id"] == "gone")
+            .cloned()
+            .collect()
+    };
+    for history in [false, true] {
+        r.associated.history = history;
+        let export = env.export(&r);
+        let gone = marked(&export);
+        assert_eq!(gone.len(), 1, "history {history}: {gone:?}");
+        assert_eq!(gone[0]["meta"]["versionId"], "1");
+        assert_eq!(gone[0]["meta"]["lastUpdated"], deleted_at.to_fhir());
+        assert_eq!(
+            gone[0]["meta"]["extension"][0]["valueString"],
+            "soft-deleted"
+        );
+    }
+    // Through a compartment too: the tombstone is in p1's (the body it
+    // carried on import named p1), and `_since` lists it as a deletion.
+    let mut r = request(ExportLevel::Patient, env.now());
+    r.types = vec![rt("Observation")];
+    r.since = Some(Instant::parse("2019-01-01T00:00:00Z").unwrap());
+    let export = env.export(&r);
+    let deletions: Vec<&Value> = export
+        .deleted
+        .values()
+        .flatten()
+        .filter(|b| b["entry"][0]["request"]["url"] == "Observation/gone")
+        .collect();
+    assert_eq!(deletions.len(), 1, "{:?}", export.deleted);
 }
