@@ -388,18 +388,18 @@ fn blob_main() {
             &store_dir,
             &[
                 (
-                    "HEARTH_AZURE__ACCOUNTS__BENCH__ACCOUNT".into(),
+                    "HEARTH_AZURE__ACCOUNTS__BENCH__ACCOUNT",
                     azurite.account().account,
                 ),
                 (
-                    "HEARTH_AZURE__ACCOUNTS__BENCH__ENDPOINT".into(),
+                    "HEARTH_AZURE__ACCOUNTS__BENCH__ENDPOINT",
                     azurite.endpoint(),
                 ),
                 (
-                    "HEARTH_AZURE__ACCOUNTS__BENCH__CREDENTIAL__KIND".into(),
+                    "HEARTH_AZURE__ACCOUNTS__BENCH__CREDENTIAL__KIND",
                     "emulator".into(),
                 ),
-                ("HEARTH_EXPORT__DESTINATION".into(), "bench".into()),
+                ("HEARTH_EXPORT__DESTINATION", "bench".into()),
             ],
         );
         let azurite_pid = azurite.pid().expect("Azurite runs");

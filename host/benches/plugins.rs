@@ -288,10 +288,13 @@ fn sinks(runtime: &Runtime, rounds: usize, batch_lines: usize) {
     }
 }
 
+/// NDJSON batches, each with its number of lines.
+type Batches = Vec<(Vec<u8>, usize)>;
+
 /// Every synthea-100 resource, per type, in NDJSON batches of `lines` lines.
-fn typed_batches(lines: usize) -> Vec<(String, Vec<(Vec<u8>, usize)>)> {
+fn typed_batches(lines: usize) -> Vec<(String, Batches)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/synthea-100");
-    let mut types: Vec<(String, Vec<(Vec<u8>, usize)>)> = Vec::new();
+    let mut types: Vec<(String, Batches)> = Vec::new();
     for item in hearth::dataset::read_dir_resources(&dir).expect("tests/data/synthea-100") {
         let (rtype, line) = item.expect("a readable line");
         let rtype = rtype.to_string();

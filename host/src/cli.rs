@@ -101,5 +101,16 @@ pub enum PluginCommand {
     Check {
         /// The component (`.wasm`) to inspect.
         file: PathBuf,
+        /// A config value for the smoke call, as `[plugins.<kind>.config]`
+        /// would give it (repeatable), for plugins that need one (the
+        /// de-identification sink's `secret`).
+        #[arg(long = "set", value_name = "KEY=VALUE", value_parser = key_value)]
+        set: Vec<(String, String)>,
     },
+}
+
+fn key_value(arg: &str) -> Result<(String, String), String> {
+    arg.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("'{arg}' is not KEY=VALUE"))
 }

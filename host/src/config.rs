@@ -484,7 +484,7 @@ impl PluginsConfig {
             .iter()
             .map(|(name, sink)| (format!("sinks.{name}"), sink));
         let roles = self.roles().map(|(role, plugin)| (role.to_owned(), plugin));
-        for (name, _) in &self.sinks {
+        for name in self.sinks.keys() {
             if !is_sink_name(name) {
                 return Err(ConfigError::Invalid(format!(
                     "plugins.sinks.{name}: a sink name is 1-64 of A-Z a-z 0-9 _ -"
@@ -907,9 +907,18 @@ mod tests {
                             [azure.accounts.sas]\naccount = \"contoso\"\n\
                             credential = { kind = \"sas\", token = \"sv=1&sig=x\" }\n";
             for (bad, says) in [
-                ("[export]\ndestination = \"nope\"\n", "no storage account named 'nope'"),
-                ("[export]\ndestination = \"sas\"\nsas_minutes = 5\n", "export.sas_minutes"),
-                ("[export]\ndestination = \"dev\"\nblob_retry_seconds = 0\n", "blob_retry_seconds"),
+                (
+                    "[export]\ndestination = \"nope\"\n",
+                    "no storage account named 'nope'",
+                ),
+                (
+                    "[export]\ndestination = \"sas\"\nsas_minutes = 5\n",
+                    "export.sas_minutes",
+                ),
+                (
+                    "[export]\ndestination = \"dev\"\nblob_retry_seconds = 0\n",
+                    "blob_retry_seconds",
+                ),
             ] {
                 jail.create_file("bad.toml", &format!("{accounts}{bad}"))?;
                 let err = Config::load(Some(Path::new("bad.toml")), &Overrides::default())
@@ -969,6 +978,48 @@ mod tests {
                 "[import]\nallowed_http = [\"ftp://x/\"]\n",
                 "[import]\nallowed_http = [\"http://\"]\n",
                 "[import]\nsource = []\n",
+            ] {
+                jail.create_file("bad.toml", bad)?;
+                assert!(
+                    Config::load(Some(Path::new("bad.toml")), &Overrides::default()).is_err(),
+                    "{bad}"
+                );
+            }
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn import_blob_settings() {
+        figment::Jail::expect_with(|jail| {
+            let account = "[azure.accounts.dev]\naccount = \"devstoreaccount1\"\n\
+                           credential = { kind = \"emulator\" }\n";
+            jail.create_file(
+                "b.toml",
+                &format!(
+                    "{account}[import]\nblob_sources = [\"dev\", \"dev/bulk-in\"]\n\
+                     error_container = \"logs\"\nerror_account = \"dev\"\n\
+                     blob_attempts = 2\nblob_retry_ms = 10\n"
+                ),
+            )?;
+            jail.set_env("HEARTH_IMPORT__BLOB_ATTEMPTS", "3");
+            let c = Config::load(Some(Path::new("b.toml")), &Overrides::default()).unwrap();
+            let blob = c.import_config().blob;
+            let sources: Vec<String> = blob.sources.into_iter().map(String::from).collect();
+            assert_eq!(sources, ["dev", "dev/bulk-in"]);
+            assert_eq!(blob.error_container, "logs");
+            assert_eq!(blob.error_account.as_deref(), Some("dev"));
+            assert_eq!(blob.retry.attempts, 3);
+            assert_eq!(blob.retry.first_delay, Duration::from_millis(10));
+            let defaults = Config::load(None, &Overrides::default()).unwrap();
+            assert_eq!(defaults.import_config().blob.error_container, "fhirlogs");
+            jail.clear_env();
+            for bad in [
+                "[import]\nblob_sources = [\"dev\"]\n",
+                "[import]\nerror_account = \"dev\"\n",
+                &format!("{account}[import]\nblob_sources = [\"dev/Bad_Name\"]\n"),
+                &format!("{account}[import]\nerror_container = \"ab\"\n"),
+                &format!("{account}[import]\nblob_attempts = 0\n"),
             ] {
                 jail.create_file("bad.toml", bad)?;
                 assert!(

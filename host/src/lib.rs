@@ -11,6 +11,7 @@ pub mod export;
 pub mod fhir;
 pub mod import;
 pub mod jobs;
+pub mod percent;
 pub mod plugins;
 pub mod server;
 pub mod store;

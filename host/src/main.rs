@@ -41,8 +41,8 @@ fn main() -> anyhow::Result<()> {
                 output.display()
             );
         }
-        Command::Plugin(PluginCommand::Check { file }) => {
-            let report = hearth::plugins::check_component(&file)?;
+        Command::Plugin(PluginCommand::Check { file, set }) => {
+            let report = hearth::plugins::check_component(&file, set.into_iter().collect())?;
             print!("{report}");
             if !report.passed() {
                 std::process::exit(1);

@@ -10,33 +10,22 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant as Clock};
 
+use futures::StreamExt;
 use hearth::azure::emulator::Azurite;
-use hearth::azure::{Accounts, AzureConfig, BlobLocation};
+use hearth::azure::{Accounts, BlobLocation};
 use serde_json::{Value, json};
 
 use crate::support::{
-    FILE_MAX_ENV, Http, MAX_EXPORTS_ENV, Resp, Sandbox, Server, parse_ndjson, patient,
-    read_dataset, synthea_dir,
+    FILE_MAX_ENV, Http, MAX_EXPORTS_ENV, Resp, Sandbox, Server, azurite, dev_account_env,
+    parse_ndjson, patient, read_dataset, synthea_dir,
 };
-
-/// Azurite in the sandbox, and the account `dev` on it as the test sees it.
-fn azurite(sandbox: &Sandbox) -> (Azurite, Accounts) {
-    let azurite = Azurite::start(&sandbox.dir("azurite")).expect("start Azurite");
-    let mut config = AzureConfig::default();
-    config.accounts.insert("dev".into(), azurite.account());
-    (azurite, Accounts::new(&config).expect("accounts"))
-}
 
 /// A server exporting to account `dev` on `azurite`, with `extra`
 /// settings.
 async fn blob_server(sandbox: &mut Sandbox, azurite: &Azurite, extra: &[(&str, &str)]) -> Server {
     let endpoint = azurite.endpoint();
-    let mut env = vec![
-        ("HEARTH_AZURE__ACCOUNTS__DEV__ACCOUNT", "devstoreaccount1"),
-        ("HEARTH_AZURE__ACCOUNTS__DEV__ENDPOINT", endpoint.as_str()),
-        ("HEARTH_AZURE__ACCOUNTS__DEV__CREDENTIAL__KIND", "emulator"),
-        ("HEARTH_EXPORT__DESTINATION", "dev"),
-    ];
+    let mut env = dev_account_env(&endpoint).to_vec();
+    env.push(("HEARTH_EXPORT__DESTINATION", "dev"));
     env.extend_from_slice(extra);
     sandbox.start_env(&[], &env).await
 }
@@ -260,9 +249,9 @@ async fn failure_of(srv: &Http, status: &str) -> Resp {
     resp
 }
 
-/// Patients of the SAS and outage test, written in files of 20: about a
-/// hundred files, so the export is under way when the service stops.
-const PATIENTS: usize = 2_000;
+/// Patients of the SAS and outage test, written in files of 10: hundreds of
+/// files, so the export is under way when the service stops.
+const PATIENTS: usize = 1_500;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sas_urls_then_an_outage_fails_the_job_and_the_next_export_succeeds() {
@@ -278,7 +267,7 @@ async fn sas_urls_then_an_outage_fails_the_job_and_the_next_export_succeeds() {
             ("HEARTH_EXPORT__BLOB_RETRY_SECONDS", retry.as_str()),
             // Many small files: the export is still writing when the
             // service goes away.
-            (FILE_MAX_ENV, "20"),
+            (FILE_MAX_ENV, "10"),
         ],
     )
     .await;
@@ -318,6 +307,23 @@ async fn sas_urls_then_an_outage_fails_the_job_and_the_next_export_succeeds() {
     // The service goes away mid-export: retries for about `retry_seconds`,
     // then the job fails naming the account and the cause; never hangs.
     let status = srv.start_export("/$export?_type=Patient").await;
+    let own = accounts.container("dev", job_id(&status)).unwrap();
+    let waiting = Clock::now();
+    loop {
+        let mut pages = own.list_blobs().into_stream();
+        let written = match pages.next().await {
+            Some(Ok(page)) => page.blobs.blobs().count(),
+            _ => 0,
+        };
+        if written > 0 {
+            break;
+        }
+        assert!(
+            waiting.elapsed() < Duration::from_secs(30),
+            "no file written"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     azurite.stop();
     let stopped = Clock::now();
     let resp = failure_of(&srv, &status).await;

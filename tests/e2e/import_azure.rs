@@ -4,28 +4,22 @@
 //! not configured as a source (400), and a hand-made file with bad lines
 //! read in 64-byte ranges (many ranged GETs): its error lines land as a blob
 //! in `fhirlogs` (or the request's error container), exactly the lines the
-//! same file gives when imported from the local file system.
+//! same file gives when imported from the local file system. Then the
+//! failures: SIGKILL mid-import (resumed, each error line once), blobs
+//! replaced mid-import (412), the blob service gone (bounded retries, then a
+//! 500 naming the cause).
 
 use std::time::Instant as Clock;
 
 use azure_storage_blobs::prelude::ContainerClient;
+use hearth::azure::Accounts;
 use hearth::azure::emulator::Azurite;
-use hearth::azure::{Accounts, AzureConfig};
 use serde_json::{Value, json};
 
 use crate::support::{
-    IMPORT_SOURCES_ENV, RANGE_BYTES_ENV, Sandbox, Server, counts_by_input, file_url, import_body,
-    import_input, write_synthea,
+    IMPORT_SOURCES_ENV, RANGE_BYTES_ENV, Sandbox, Server, azurite, counts_by_input,
+    dev_account_env, file_url, import_body, import_input, write_synthea,
 };
-
-/// Azurite in the sandbox, and the account `dev` on it as the tests see it.
-fn azurite(sandbox: &Sandbox) -> (Azurite, Accounts) {
-    let azurite = Azurite::start(&sandbox.dir("azurite")).expect("start Azurite");
-    let mut config = AzureConfig::default();
-    config.accounts.insert("dev".into(), azurite.account());
-    let accounts = Accounts::new(&config).expect("accounts");
-    (azurite, accounts)
-}
 
 /// A server with the account `dev` (Azurite) configured through the
 /// environment, blob sources `blob_sources` (a TOML list), inputs cut into
@@ -38,16 +32,14 @@ async fn server(
 ) -> Server {
     let local = format!("[\"{}\"]", sandbox.dir("in").display());
     let endpoint = azurite.endpoint();
-    let env = [
-        ("HEARTH_AZURE__ACCOUNTS__DEV__ACCOUNT", "devstoreaccount1"),
-        ("HEARTH_AZURE__ACCOUNTS__DEV__ENDPOINT", endpoint.as_str()),
-        ("HEARTH_AZURE__ACCOUNTS__DEV__CREDENTIAL__KIND", "emulator"),
+    let mut env = dev_account_env(&endpoint).to_vec();
+    env.extend([
         ("HEARTH_IMPORT__BLOB_SOURCES", blob_sources),
         ("HEARTH_IMPORT__BLOB_ATTEMPTS", "3"),
         ("HEARTH_IMPORT__BLOB_RETRY_MS", "50"),
         (RANGE_BYTES_ENV, range_bytes),
         (IMPORT_SOURCES_ENV, local.as_str()),
-    ];
+    ]);
     sandbox.start_env(&[], &env).await
 }
 
@@ -314,16 +306,7 @@ async fn sigkill_mid_blob_import_writes_each_error_line_once() {
     assert!(bad.len() > 10);
     let status = srv.start_import(&import_body(None, &[], &inputs)).await;
     let status = format!("/_operations/import/{}", status.rsplit('/').next().unwrap());
-    let started = Clock::now();
-    loop {
-        let resp = srv.get(&status).await;
-        assert_eq!(resp.status, 202, "ended before the kill: {}", resp.text());
-        if resp.progress().0 > 0 {
-            break;
-        }
-        assert!(started.elapsed().as_secs() < 120, "no progress");
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    await_progress(&srv, &status).await;
     assert!(!srv.kill().await.success());
     srv = server(&mut sandbox, &azurite, "[\"dev/bulk\"]", "65536").await;
     let body = done(&srv, &status).await;
@@ -339,6 +322,90 @@ async fn sigkill_mid_blob_import_writes_each_error_line_once() {
         .map(|l| l["issue"][0]["diagnostics"].as_str().unwrap())
         .collect();
     assert_eq!(locators, bad);
+    drop(srv);
+    drop(azurite);
+}
+
+/// Uploads synthea-100 into container `bulk` as `<Type>.ndjson`; the
+/// typed `input` parameters and the blob URLs.
+async fn upload_synthea(sandbox: &Sandbox, accounts: &Accounts) -> (Vec<Value>, Vec<String>) {
+    let (mut inputs, mut urls) = (Vec::new(), Vec::new());
+    for file in write_synthea(&sandbox.dir("synthea")) {
+        let bytes = std::fs::read(&file.path).unwrap();
+        let (url, _) = upload(accounts, "bulk", &format!("{}.ndjson", file.rtype), bytes).await;
+        inputs.push(import_input(Some(&file.rtype), &url, None));
+        urls.push(url);
+    }
+    (inputs, urls)
+}
+
+/// Polls until the import has made progress (and is still running).
+async fn await_progress(srv: &Server, status: &str) {
+    let started = Clock::now();
+    loop {
+        let resp = srv.get(status).await;
+        assert_eq!(resp.status, 202, "ended too early: {}", resp.text());
+        if resp.progress().0 > 0 {
+            return;
+        }
+        assert!(started.elapsed().as_secs() < 120, "no progress");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// Polls until the import has ended; its status response.
+async fn await_end(srv: &Server, status: &str) -> crate::support::Resp {
+    let started = Clock::now();
+    loop {
+        let resp = srv.get(status).await;
+        if resp.status != 202 {
+            return resp;
+        }
+        assert!(started.elapsed().as_secs() < 120, "the job did not end");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Blobs replaced while an import reads them: the job fails with 412 (the
+/// planned entity tags no longer hold), it does not mix two contents.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blobs_replaced_mid_import_fail_the_job_with_412() {
+    let mut sandbox = Sandbox::new();
+    let (azurite, accounts) = azurite(&sandbox);
+    let srv = server(&mut sandbox, &azurite, "[\"dev/bulk\"]", "65536").await;
+    let (inputs, urls) = upload_synthea(&sandbox, &accounts).await;
+    let status = srv.start_import(&import_body(None, &[], &inputs)).await;
+    let status = format!("/_operations/import/{}", status.rsplit('/').next().unwrap());
+    await_progress(&srv, &status).await;
+    for url in &urls {
+        let at = accounts.resolve(url).unwrap();
+        upload(&accounts, &at.container, &at.blob, b"{}\n".to_vec()).await;
+    }
+    let failed = await_end(&srv, &status).await;
+    let text = failed.outcome(412)["issue"][0]["diagnostics"].to_string();
+    assert!(text.contains("it changed"), "{text}");
+    drop(srv);
+    drop(azurite);
+}
+
+/// The blob service gone while an import runs: bounded retries, then the
+/// job fails with an OperationOutcome naming the cause (never a hang).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blob_outage_fails_the_job_naming_the_cause() {
+    let mut sandbox = Sandbox::new();
+    let (mut azurite, accounts) = azurite(&sandbox);
+    let srv = server(&mut sandbox, &azurite, "[\"dev/bulk\"]", "65536").await;
+    let (inputs, _) = upload_synthea(&sandbox, &accounts).await;
+    let status = srv.start_import(&import_body(None, &[], &inputs)).await;
+    let status = format!("/_operations/import/{}", status.rsplit('/').next().unwrap());
+    await_progress(&srv, &status).await;
+    azurite.stop();
+    let failed = await_end(&srv, &status).await;
+    let text = failed.outcome(500)["issue"][0]["diagnostics"].to_string();
+    assert!(
+        text.contains("could not be reached") && text.contains("gave up after 3 tries"),
+        "{text}"
+    );
     drop(srv);
     drop(azurite);
 }

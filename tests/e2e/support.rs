@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
+use hearth::azure::emulator::Azurite;
+use hearth::azure::{Accounts, AzureConfig};
 use reqwest::Method;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
@@ -1510,4 +1512,22 @@ pub fn per_type(keys: &BTreeSet<String>) -> BTreeMap<String, u64> {
         *out.entry(rtype.to_owned()).or_default() += 1;
     }
     out
+}
+
+/// Azurite in the sandbox, and the account `dev` on it as the tests see it.
+pub fn azurite(sandbox: &Sandbox) -> (Azurite, Accounts) {
+    let azurite = Azurite::start(&sandbox.dir("azurite")).expect("start Azurite");
+    let mut config = AzureConfig::default();
+    config.accounts.insert("dev".into(), azurite.account());
+    (azurite, Accounts::new(&config).expect("accounts"))
+}
+
+/// The `HEARTH_*` variables that configure account `dev` at `endpoint`
+/// (an [`Azurite::endpoint`]) for a server.
+pub fn dev_account_env(endpoint: &str) -> [(&'static str, &str); 3] {
+    [
+        ("HEARTH_AZURE__ACCOUNTS__DEV__ACCOUNT", "devstoreaccount1"),
+        ("HEARTH_AZURE__ACCOUNTS__DEV__ENDPOINT", endpoint),
+        ("HEARTH_AZURE__ACCOUNTS__DEV__CREDENTIAL__KIND", "emulator"),
+    ]
 }

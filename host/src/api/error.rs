@@ -124,15 +124,18 @@ impl ApiError {
         ApiError::Internal
     }
 
-    /// What a source said about the input at `at`; an I/O failure is the
-    /// server's (logged, 500).
+    /// What a source said about the input at `at`. A source that cannot
+    /// be read (storage unreachable, a refused request) is 502: the server
+    /// was the client of the storage that failed, and the message names
+    /// the input the request itself gave and the cause, so that the caller
+    /// can tell an outage from a mistake.
     pub fn source(at: &str, error: SourceError) -> Self {
-        match error {
-            SourceError::Io { .. } => ApiError::internal(format!("{at}: {error}")),
-            error => ApiError::Source {
-                at: at.to_owned(),
-                error,
-            },
+        if let SourceError::Io { .. } = &error {
+            tracing::warn!(input = at, error = %error, "import input could not be read");
+        }
+        ApiError::Source {
+            at: at.to_owned(),
+            error,
         }
     }
 
@@ -163,7 +166,7 @@ impl ApiError {
                     StatusCode::BAD_REQUEST
                 }
                 SourceError::EtagMismatch { .. } => StatusCode::PRECONDITION_FAILED,
-                SourceError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+                SourceError::Io { .. } => StatusCode::BAD_GATEWAY,
             },
             ApiError::JobFailed(e) => {
                 StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
@@ -199,7 +202,7 @@ impl ApiError {
                 SourceError::NotAllowed { .. } => IssueType::Value,
                 SourceError::NotFound { .. } => IssueType::NotFound,
                 SourceError::EtagMismatch { .. } => IssueType::Conflict,
-                SourceError::Io { .. } => IssueType::Exception,
+                SourceError::Io { .. } => IssueType::Transient,
             },
             ApiError::Refused { .. } => IssueType::NotSupported,
             ApiError::Internal | ApiError::JobFailed(_) => IssueType::Exception,

@@ -42,25 +42,34 @@ impl Azurite {
     }
 
     /// Starts Azurite on a free loopback port, keeping its data in
-    /// `location` (created).
+    /// `location` (created). The port is found by binding and releasing
+    /// it, so another process may take it first: then Azurite exits at
+    /// once and another port is tried.
     pub fn start(location: &Path) -> Result<Azurite, EmulatorError> {
         let script = Self::script();
         if !script.is_file() {
             return Err(EmulatorError::NotInstalled(script));
         }
         std::fs::create_dir_all(location).map_err(EmulatorError::Start)?;
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .and_then(|l| l.local_addr())
-            .map_err(EmulatorError::Start)?
-            .port();
-        let mut azurite = Azurite {
-            script,
-            location: location.to_owned(),
-            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
-            child: None,
-        };
-        azurite.resume()?;
-        Ok(azurite)
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+                .and_then(|l| l.local_addr())
+                .map_err(EmulatorError::Start)?
+                .port();
+            let mut azurite = Azurite {
+                script: script.clone(),
+                location: location.to_owned(),
+                addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+                child: None,
+            };
+            match azurite.resume() {
+                Ok(()) => return Ok(azurite),
+                Err(EmulatorError::NotReady(..)) if tries < 3 => continue,
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// The blob endpoint, path-style: `http://127.0.0.1:<port>/devstoreaccount1`.

@@ -227,7 +227,7 @@ impl Accounts {
         Ok(format!(
             "{}/{container}/{}",
             account.endpoint,
-            encode_path(blob)
+            crate::percent::encode_path(blob)
         ))
     }
 
@@ -245,7 +245,7 @@ impl Accounts {
             if container.is_empty() || blob.is_empty() {
                 return None;
             }
-            let blob = decode_path(blob)?;
+            let blob = crate::percent::decode(blob)?;
             Some(BlobLocation {
                 account: name.clone(),
                 container: container.to_owned(),
@@ -253,37 +253,6 @@ impl Accounts {
             })
         })
     }
-}
-
-/// Blob names are percent-encoded in URLs except for `/`, which separates
-/// virtual folders.
-fn encode_path(blob: &str) -> String {
-    let mut out = String::with_capacity(blob.len());
-    for b in blob.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-fn decode_path(path: &str) -> Option<String> {
-    let bytes = path.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// Azure's container naming rule: 3-63 characters, lowercase letters,

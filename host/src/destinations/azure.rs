@@ -841,9 +841,14 @@ mod tests {
         }
         assert!(err.to_lowercase().contains("connect"), "{err}");
 
-        // Back within the bound: the retries ride it out. (A killed
-        // Azurite may forget what it was told just before, such as the
-        // container above: a fresh one.)
+        // Back within the bound: the retries ride it out. The bound is
+        // wider than Azurite's own restart (seconds on a loaded machine).
+        // (A killed Azurite may forget what it was told just before, such
+        // as the container above: a fresh one.)
+        let d = f.destination(BlobOptions {
+            retry: Duration::from_secs(30),
+            ..options()
+        });
         let fresh = Folder::new(&["after-outage", "t-j"]).unwrap();
         let (resumed, created) = std::thread::scope(|s| {
             let waiter = s.spawn(|| {

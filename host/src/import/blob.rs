@@ -47,7 +47,7 @@ use serde::{Deserialize, Serialize};
 
 use super::request::ImportRequest;
 use super::source::{Source, SourceError, SourceInfo, SourceKind, check_etag};
-use crate::azure::retry::{RetryPolicy, retry, status_of};
+use crate::azure::retry::{RetryPolicy, is_transient, retry, status_of};
 use crate::azure::{Accounts, BlobLocation, is_container_name};
 
 /// The most one ranged GET fetches.
@@ -304,6 +304,7 @@ impl SourceKind for BlobFiles {
     }
 }
 
+#[derive(Clone)]
 struct BlobFile {
     url: String,
     client: BlobClient,
@@ -331,9 +332,7 @@ impl Source for BlobFile {
         let info = self.info()?;
         check_etag(etag, &info.etag)?;
         Ok(Box::new(BlobReader {
-            client: self.client.clone(),
-            url: self.url.clone(),
-            blobs: self.blobs.clone(),
+            file: self.clone(),
             etag: info.etag,
             len: info.len,
             pos: offset.min(info.len),
@@ -345,9 +344,7 @@ impl Source for BlobFile {
 
 /// Ranged GETs from `pos`, one piece at a time.
 struct BlobReader {
-    client: BlobClient,
-    url: String,
-    blobs: Arc<Blobs>,
+    file: BlobFile,
     /// The blob's tag when the read started: every GET requires it.
     etag: String,
     len: u64,
@@ -364,26 +361,32 @@ impl BlobReader {
             TAIL_GET
         }
         .min(self.len - self.pos);
-        let (client, etag, start) = (self.client.clone(), self.etag.clone(), self.pos);
-        let piece = self.blobs.call(&self.url, "get blob range", move || {
-            let get = client
-                .get()
-                .range(start..start + size)
-                .chunk_size(size)
-                .if_match(IfMatchCondition::Match(etag.clone()));
-            async move {
-                let response = get.into_stream().next().await.ok_or_else(|| {
-                    azure_core::Error::message(
-                        azure_core::error::ErrorKind::Other,
-                        "the blob service answered a ranged GET with nothing",
-                    )
-                })??;
-                response.data.collect().await
-            }
-        });
+        let (client, etag, start) = (self.file.client.clone(), self.etag.clone(), self.pos);
+        let piece = self
+            .file
+            .blobs
+            .call(&self.file.url, "get blob range", move || {
+                let get = client
+                    .get()
+                    .range(start..start + size)
+                    .chunk_size(size)
+                    .if_match(IfMatchCondition::Match(etag.clone()));
+                async move {
+                    let response = get.into_stream().next().await.ok_or_else(|| {
+                        azure_core::Error::message(
+                            azure_core::error::ErrorKind::Other,
+                            "the blob service answered a ranged GET with nothing",
+                        )
+                    })??;
+                    response.data.collect().await
+                }
+            });
         let piece = match piece {
             Err(SourceError::EtagMismatch { .. }) => {
-                let actual = self.blobs_info().unwrap_or_else(|_| "(unknown)".into());
+                let actual = self
+                    .file
+                    .info()
+                    .map_or_else(|_| "(unknown)".into(), |i| i.etag);
                 return Err(SourceError::EtagMismatch {
                     expected: self.etag.clone(),
                     actual,
@@ -393,7 +396,7 @@ impl BlobReader {
         };
         if piece.len() as u64 != size {
             return Err(SourceError::Io {
-                url: self.url.clone(),
+                url: self.file.url.clone(),
                 message: format!(
                     "asked for {size} bytes at offset {start}, the blob service sent {}",
                     piece.len()
@@ -402,14 +405,6 @@ impl BlobReader {
         }
         self.piece = piece;
         Ok(())
-    }
-
-    fn blobs_info(&self) -> Result<String, SourceError> {
-        let client = self.client.clone();
-        let blob = self.blobs.call(&self.url, "get blob properties", move || {
-            client.get_properties().into_future()
-        })?;
-        Ok(blob.blob.properties.etag.to_string())
     }
 }
 
@@ -441,7 +436,8 @@ impl ErrorContainer {
         format!("{job}/{file}")
     }
 
-    fn url(&self) -> String {
+    /// Names the container in errors.
+    fn label(&self) -> String {
         format!("{} ({})", self.name, self.account)
     }
 
@@ -454,7 +450,7 @@ impl ErrorContainer {
         {
             Ok(_) => Ok(()),
             Err(e) if status_of(&e) == Some(409) => Ok(()),
-            Err(e) => Err(blob_error(&self.url(), &self.blobs.settings.retry, &e)),
+            Err(e) => Err(blob_error(&self.label(), &self.blobs.settings.retry, &e)),
         }
     }
 
@@ -482,7 +478,7 @@ impl ErrorContainer {
     pub fn remove(&self, job: &str) -> Result<(), SourceError> {
         let client = self.client.clone();
         let prefix = format!("{job}/");
-        let names = self.blobs.call(&self.url(), "list blobs", move || {
+        let names = self.blobs.call(&self.label(), "list blobs", move || {
             let list = client.list_blobs().prefix(prefix.clone());
             async move {
                 let mut names = Vec::new();
@@ -499,7 +495,7 @@ impl ErrorContainer {
         };
         for name in names {
             let blob = self.client.blob_client(&name);
-            match self.blobs.call(&self.url(), "delete blob", move || {
+            match self.blobs.call(&self.label(), "delete blob", move || {
                 blob.delete().into_future()
             }) {
                 Ok(_) | Err(SourceError::NotFound { .. }) => {}
@@ -577,7 +573,7 @@ fn blob_error(url: &str, policy: &RetryPolicy, e: &azure_core::Error) -> SourceE
             actual: "another (the blob changed)".into(),
         },
         status => {
-            let tries = if crate::azure::retry::is_transient(e) {
+            let tries = if is_transient(e) {
                 format!(" (gave up after {} tries)", policy.attempts.max(1))
             } else {
                 String::new()
@@ -686,7 +682,10 @@ mod tests {
         };
         assert!(refused(&only_in, b.as_str()));
         // Dot segments would address another container.
-        assert!(refused(&only_in, &format!("{base}/inputs/../other/b.ndjson")));
+        assert!(refused(
+            &only_in,
+            &format!("{base}/inputs/../other/b.ndjson")
+        ));
         assert!(refused(
             &only_in,
             &format!("{base}/inputs/%2e%2e/other/b.ndjson")

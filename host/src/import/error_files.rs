@@ -140,8 +140,13 @@ fn io(path: &Path, source: std::io::Error) -> ImportError {
 }
 
 fn blob_error(e: SourceError) -> ImportError {
+    // A source error's text speaks of reading; these calls write.
+    let cause = match e {
+        SourceError::Io { url, message } => format!("{url}: {message}"),
+        other => other.to_string(),
+    };
     ImportError::Io {
         what: "writing the error files".into(),
-        source: std::io::Error::other(e),
+        source: std::io::Error::other(cause),
     }
 }

@@ -13,7 +13,7 @@ use super::error::ImportError;
 use super::line::{self, LineError, Rules};
 use super::ranges::{Content, LineReader, RawLine};
 use super::request::{ImportMode, ImportRequest};
-use super::source::{ImportSources, check_etag};
+use super::source::{ImportSources, SourceError, check_etag};
 use crate::jobs::{JobContext, Progress};
 use crate::plugins::{LoadedPlugin, ValidationSession, Verdict};
 use crate::store::{ImportBatch, ImportItem, ImportSession, ImportWrites, LineRef, Store};
@@ -97,7 +97,7 @@ pub fn run(shared: &Shared<'_>, part: Part) -> Result<(), ImportError> {
                 .read_from(range.start.saturating_sub(1), range.end, &planned.etag)
                 .map_err(at)?;
             LineReader::range(reader, range, part.range.newlines_before, max_line)
-                .map_err(|e| read_error(input.url.as_str(), e))?
+                .map_err(|e| read_error(part.input, input.url.as_str(), e))?
         }
     };
     let rules = Rules {
@@ -110,7 +110,7 @@ pub fn run(shared: &Shared<'_>, part: Part) -> Result<(), ImportError> {
     loop {
         shared.check()?;
         let raw = read_batch(&mut lines, shared.config.batch_lines)
-            .map_err(|e| read_error(input.url.as_str(), e))?;
+            .map_err(|e| read_error(part.input, input.url.as_str(), e))?;
         state.lines += raw.len() as u64;
         (state.offset, state.line) = lines.position();
         state.done = lines.finished();
@@ -141,10 +141,15 @@ pub fn run(shared: &Shared<'_>, part: Part) -> Result<(), ImportError> {
     check_etag(&planned.etag, &now.etag).map_err(at)
 }
 
-fn read_error(url: &str, e: std::io::Error) -> ImportError {
-    ImportError::Io {
-        what: format!("reading {url}"),
-        source: e,
+/// A failed read of input `input`: a source's own error (a blob replaced
+/// mid-read) keeps its kind, so that the job fails as for a changed file.
+pub(super) fn read_error(input: usize, url: &str, e: std::io::Error) -> ImportError {
+    match e.downcast::<SourceError>() {
+        Ok(source) => ImportError::Source { input, source },
+        Err(e) => ImportError::Io {
+            what: format!("reading {url}"),
+            source: e,
+        },
     }
 }
 

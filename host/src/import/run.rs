@@ -239,10 +239,8 @@ fn count_lines(
         let reader = source
             .read_from(range.start, range.end, &plan.inputs[i].etag)
             .map_err(ImportError::at_input(i))?;
-        ranges::count_newlines(reader, range.end - range.start).map_err(|e| ImportError::Io {
-            what: format!("reading {}", input.url.as_str()),
-            source: e,
-        })
+        ranges::count_newlines(reader, range.end - range.start)
+            .map_err(|e| part::read_error(i, input.url.as_str(), e))
     };
     std::thread::scope(|scope| {
         for _ in 0..handler.config.parallelism.max(1) {

@@ -221,7 +221,7 @@ impl LocalFiles {
         if !path.starts_with('/') || path.contains(['?', '#']) {
             return Err(not_allowed());
         }
-        let path = PathBuf::from(percent_decode(path).ok_or_else(not_allowed)?);
+        let path = PathBuf::from(crate::percent::decode(path).ok_or_else(not_allowed)?);
         let plain = path
             .components()
             .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
@@ -255,25 +255,6 @@ impl LocalFiles {
             path: real,
         })
     }
-}
-
-/// `%XX` escapes decoded; `None` for a bad escape or a result that is not
-/// UTF-8 or holds a NUL.
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok().filter(|s| !s.contains('\0'))
 }
 
 struct LocalFile {

@@ -1,6 +1,7 @@
 //! `hearth plugin check FILE.wasm`: what a component is, whether this host
 //! accepts it, what it imports, and whether a small call works.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -39,9 +40,12 @@ impl CheckReport {
 }
 
 /// Inspects the component at `path` and, when this host accepts it, runs
-/// one small call with default limits. `Err` only when the file cannot be
-/// read or is not a component.
-pub fn check_component(path: &Path) -> Result<CheckReport, PluginError> {
+/// one small call with default limits and `config` as its config values.
+/// `Err` only when the file cannot be read or is not a component.
+pub fn check_component(
+    path: &Path,
+    config: BTreeMap<String, String>,
+) -> Result<CheckReport, PluginError> {
     let name = path.display().to_string();
     let wasm = std::fs::read(path)
         .map_err(|e| PluginError::new(&name, Fault::Load(format!("reading it: {e}"))))?;
@@ -61,6 +65,7 @@ pub fn check_component(path: &Path) -> Result<CheckReport, PluginError> {
     };
     let spec = PluginConfig {
         component: Some(path.to_owned()),
+        config,
         ..PluginConfig::default()
     };
     match LoadedPlugin::bind(name, kind, prepared, &spec) {

@@ -2,7 +2,7 @@
 //! in `examples/plugins/` and the hostile ones in `tests/plugins/`, all
 //! built from source by `host/build.rs`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -1032,7 +1032,7 @@ fn check_reports_world_version_imports_and_smoke_call() {
         ("import_validator", "import-validator-plugin"),
         ("text_filter", "type-filter-plugin"),
     ] {
-        let report = check_component(&guest(name)).unwrap();
+        let report = check_component(&guest(name), BTreeMap::new()).unwrap();
         let text = report.to_string();
         assert!(report.passed(), "{text}");
         assert!(
@@ -1044,7 +1044,7 @@ fn check_reports_world_version_imports_and_smoke_call() {
             "{text}"
         );
     }
-    let report = check_component(&guest("future_version")).unwrap();
+    let report = check_component(&guest("future_version"), BTreeMap::new()).unwrap();
     assert!(!report.passed());
     assert!(
         report
@@ -1052,7 +1052,53 @@ fn check_reports_world_version_imports_and_smoke_call() {
             .contains("accepted:   no: it implements hearth:plugin@0.2.0"),
         "{report}"
     );
-    assert!(check_component(Path::new("Cargo.toml")).is_err());
+    assert!(check_component(Path::new("Cargo.toml"), BTreeMap::new()).is_err());
+
+    // The example sinks: the de-identifying one needs its secret.
+    assert!(
+        check_component(&guest("gzip_sink"), BTreeMap::new())
+            .unwrap()
+            .passed()
+    );
+    let deid = check_component(&guest("deid_sink"), BTreeMap::new()).unwrap();
+    assert!(
+        !deid.passed() && deid.to_string().contains("`secret` is required"),
+        "{deid}"
+    );
+    let secret = BTreeMap::from([("secret".to_owned(), "s".to_owned())]);
+    let deid = check_component(&guest("deid_sink"), secret).unwrap();
+    assert!(deid.passed(), "{deid}");
+}
+
+#[test]
+fn named_sinks_load_with_the_set_and_fail_a_reload_by_name() {
+    let sink = |name: &str, extension: Option<&str>| PluginConfig {
+        extension: extension.map(str::to_owned),
+        ..component(name)
+    };
+    let config = PluginsConfig {
+        sinks: BTreeMap::from([
+            ("gz".to_owned(), sink("gzip_sink", Some("ndjson.gz"))),
+            ("plain".to_owned(), sink("export_sink", None)),
+        ]),
+        ..PluginsConfig::default()
+    };
+    let registry = PluginRegistry::load(runtime(), &config).unwrap();
+    let set = registry.current();
+    let gz = set.sink(Some("gz")).unwrap();
+    assert!(gz.name().starts_with("sinks.gz ("), "{}", gz.name());
+    assert_eq!(gz.file_extension(), "ndjson.gz");
+    assert_eq!(set.sink(Some("plain")).unwrap().file_extension(), "ndjson");
+    assert!(Arc::ptr_eq(set.sink(None).unwrap(), &set.export_sink));
+    assert!(set.sink(Some("nope")).is_none());
+
+    let broken = PluginsConfig {
+        sinks: BTreeMap::from([("bad".to_owned(), component("no_such_plugin"))]),
+        ..PluginsConfig::default()
+    };
+    let e = registry.reload(&broken).err().unwrap();
+    assert!(e.to_string().contains("sinks.bad"), "{e}");
+    assert_eq!(registry.current().generation, 1);
 }
 
 #[test]

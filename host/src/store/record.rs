@@ -91,9 +91,9 @@ pub fn encode_left(last_updated: Instant) -> Vec<u8> {
 }
 
 pub fn decode_member(v: &[u8]) -> Option<Member> {
-    match v.first()? {
-        &FORMAT_LEFT => Some(Member::Left(ts_from_bytes(v.get(1..9)?.try_into().ok()?))),
-        &FORMAT => {
+    match *v.first()? {
+        FORMAT_LEFT => Some(Member::Left(ts_from_bytes(v.get(1..9)?.try_into().ok()?))),
+        FORMAT => {
             let (ts, deleted, body_at) = decode_version_header(v)?;
             Some(Member::In(ts, deleted, body_at))
         }
@@ -322,5 +322,13 @@ mod tests {
         assert_eq!(Meta::decode(&m.encode()[1..]), None);
         let earlier = Meta::decode(&m.encode()[..META_LEN - 8]).unwrap();
         assert_eq!((earlier.last_seq, earlier.removed), (9, 0));
+
+        assert_eq!(decode_member(&encode_left(t)), Some(Member::Left(t)));
+        assert_eq!(
+            decode_member(&encode_version(t, true, b"")),
+            Some(Member::In(t, true, VERSION_HEADER))
+        );
+        assert_eq!(decode_member(&[FORMAT_LEFT, 0]), None);
+        assert_eq!(decode_member(&[FORMAT_IMPORTED]), None);
     }
 }

@@ -47,7 +47,7 @@ use super::keys;
 use super::record::{self, Current, Meta, Origin};
 use super::sled::{SledStore, corrupt};
 use super::{
-    ImportBatch, ImportConflict, ImportItem, ImportOutcome, ImportRejection, ImportWrites,
+    ImportBatch, ImportConflict, ImportItem, ImportOutcome, ImportRejection, ImportWrites, LineRef,
     StoreError, VersionMeta,
 };
 use crate::fhir::compartment::patients_of;
@@ -459,21 +459,14 @@ impl Apply<'_> {
             self.batch
                 .remove(keys::type_log_key(rtype, old_ts, old.seq));
         }
-        let conflict = ImportConflict::Duplicate { winner: item.line };
-        let record = (self.render)(&ImportRejection {
-            line: old.line,
+        self.reject_earlier(
+            old.line,
             rtype,
-            id: &item.id,
-            version: (self.writes == ImportWrites::History).then_some(version),
-            conflict: &conflict,
-        });
-        self.batch.insert(
-            keys::rejected_key(self.session, old.line.input, old.line.line),
-            record,
+            &item.id,
+            (self.writes == ImportWrites::History).then_some(version),
+            ImportConflict::Duplicate { winner: item.line },
+            old_item,
         );
-        if let Some(i) = old_item {
-            self.outcomes[i] = ImportOutcome::Rejected(conflict);
-        }
         let origin = Origin {
             session: self.session,
             precedence: item.precedence,
@@ -615,20 +608,7 @@ impl Apply<'_> {
                 neighbour: version,
                 neighbour_last_updated: last_updated,
             };
-            let record = (self.render)(&ImportRejection {
-                line: old.line,
-                rtype,
-                id: &item.id,
-                version: Some(*loser),
-                conflict: &conflict,
-            });
-            self.batch.insert(
-                keys::rejected_key(self.session, old.line.input, old.line.line),
-                record,
-            );
-            if let Some(i) = old_item {
-                self.outcomes[i] = ImportOutcome::Rejected(conflict);
-            }
+            self.reject_earlier(old.line, rtype, &item.id, Some(*loser), conflict, old_item);
         }
     }
 
@@ -743,18 +723,46 @@ impl Apply<'_> {
         version: Option<u64>,
         conflict: ImportConflict,
     ) -> ImportOutcome {
+        self.reject_line(item.line, item.resource.rtype, &item.id, version, conflict)
+    }
+
+    fn reject_line(
+        &mut self,
+        line: LineRef,
+        rtype: ResourceType,
+        id: &ResourceId,
+        version: Option<u64>,
+        conflict: ImportConflict,
+    ) -> ImportOutcome {
         let record = (self.render)(&ImportRejection {
-            line: item.line,
-            rtype: item.resource.rtype,
-            id: &item.id,
+            line,
+            rtype,
+            id,
             version,
             conflict: &conflict,
         });
         self.batch.insert(
-            keys::rejected_key(self.session, item.line.input, item.line.line),
+            keys::rejected_key(self.session, line.input, line.line),
             record,
         );
         ImportOutcome::Rejected(conflict)
+    }
+
+    /// A line already applied loses to a later one: its rejection is
+    /// recorded, and its outcome replaced when it is in this batch.
+    fn reject_earlier(
+        &mut self,
+        line: LineRef,
+        rtype: ResourceType,
+        id: &ResourceId,
+        version: Option<u64>,
+        conflict: ImportConflict,
+        item: Option<usize>,
+    ) {
+        let outcome = self.reject_line(line, rtype, id, version, conflict);
+        if let Some(i) = item {
+            self.outcomes[i] = outcome;
+        }
     }
 }
 

@@ -135,9 +135,15 @@ impl Deidentifier {
             })
             .map(|(rule, _)| Cursor { rule, pos: 0 })
             .collect();
-        resource.retain(|key, value| match key.as_str() {
-            "resourceType" => true,
-            "contained" => {
+        let contained_rule = cursors
+            .iter()
+            .map(|c| c.rule)
+            .find(|&r| matches!(&self.rules[r].segments[..], [s] if s.matches("contained")));
+        resource.retain(|key, value| match (key.as_str(), contained_rule) {
+            ("resourceType", _) => true,
+            ("contained", Some(rule)) => self.apply(self.rules[rule].method, value),
+            // Resources of their own: the rules apply to them from the top.
+            ("contained", None) => {
                 for item in value.as_array_mut().into_iter().flatten() {
                     if let Value::Object(contained) = item {
                         self.resource(contained);
@@ -183,6 +189,8 @@ impl Deidentifier {
     fn node(&self, value: &mut Value, selected: Option<usize>, cursors: &[Cursor]) -> bool {
         let mut decided = selected;
         let mut inner: Vec<Cursor> = Vec::new();
+        // Once per element, not once per shape rule.
+        let shapes = Shapes::of(value);
         for &i in &self.shape_rules {
             if decided.is_some_and(|d| d < i) {
                 break;
@@ -191,7 +199,7 @@ impl Deidentifier {
             let Anchor::Shape(shape) = rule.anchor else {
                 continue;
             };
-            if !has_shape(value, shape) {
+            if !shapes.has(shape) {
                 continue;
             }
             if rule.segments.is_empty() {
@@ -312,13 +320,37 @@ fn id_span(s: &str) -> Option<(usize, usize)> {
     (is_type && slash + 1 < end).then_some((slash + 1, end))
 }
 
-fn has_shape(value: &Value, shape: Shape) -> bool {
-    match (shape, value) {
-        (Shape::Reference, Value::Object(o)) => o.get("reference").is_some_and(Value::is_string),
-        (Shape::Date, Value::String(s)) => date_form(s) == Some(DateForm::Date),
-        (Shape::DateTime, Value::String(s)) => date_form(s).is_some(),
-        (Shape::Instant, Value::String(s)) => date_form(s) == Some(DateForm::Instant),
-        _ => false,
+/// What the type selectors need to know of one element.
+struct Shapes {
+    reference: bool,
+    date: Option<DateForm>,
+}
+
+impl Shapes {
+    fn of(value: &Value) -> Shapes {
+        match value {
+            Value::Object(o) => Shapes {
+                reference: o.get("reference").is_some_and(Value::is_string),
+                date: None,
+            },
+            Value::String(s) => Shapes {
+                reference: false,
+                date: date_form(s),
+            },
+            _ => Shapes {
+                reference: false,
+                date: None,
+            },
+        }
+    }
+
+    fn has(&self, shape: Shape) -> bool {
+        match shape {
+            Shape::Reference => self.reference,
+            Shape::Date => self.date == Some(DateForm::Date),
+            Shape::DateTime => self.date.is_some(),
+            Shape::Instant => self.date == Some(DateForm::Instant),
+        }
     }
 }
 
@@ -569,6 +601,16 @@ mod tests {
         // Keyed: another secret, other hashes.
         let other = Deidentifier::new(Rules::parse(rules).unwrap(), b"other", "job");
         assert_ne!(other.hash("p1"), hashed);
+        // A rule on `contained` itself applies to the whole list.
+        let drop = deid(
+            r#"{"rules":[{"path":"*.contained","method":"redact"}]}"#,
+            "job",
+        );
+        let claim = run(
+            &drop,
+            json!({"resourceType":"Claim","contained":[{"resourceType":"Coverage","id":"c"}]}),
+        );
+        assert_eq!(claim, json!({"resourceType":"Claim"}));
     }
 
     #[test]
@@ -609,7 +651,10 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert_eq!(text.lines().count(), 2);
         // Members keep their order: `resourceType` stays first.
-        assert!(text.starts_with("{\"resourceType\":\"Patient\",\"id\":"), "{text}");
+        assert!(
+            text.starts_with("{\"resourceType\":\"Patient\",\"id\":"),
+            "{text}"
+        );
         assert!(text.ends_with('\n'));
         assert!(
             !text.contains("Doe") && !text.contains("1980-01-02"),

@@ -5,6 +5,7 @@
 mod compartment;
 mod groups;
 mod resume;
+mod sinks;
 mod system;
 
 use std::collections::BTreeMap;
