@@ -159,11 +159,9 @@ pub struct ImportSettings {
     /// that read no blob; absent: those stay local.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_account: Option<String>,
-    /// Tries of a blob call (the first included) before the import fails.
-    pub blob_attempts: u32,
-    /// Wait before the first retry of a blob call, doubled each time (up
-    /// to 8 s).
-    pub blob_retry_ms: u64,
+    /// How long a failing blob call is retried (the same rule as
+    /// `export.blob_retry_seconds`) before the import fails.
+    pub blob_retry_seconds: u64,
     /// Byte ranges one import processes at the same time.
     pub parallelism: usize,
     /// Inputs are cut into ranges of this many bytes.
@@ -261,9 +259,7 @@ impl Default for ImportSettings {
             blob_sources: Vec::new(),
             error_container: BlobSettings::DEFAULT_ERROR_CONTAINER.into(),
             error_account: None,
-            blob_attempts: RetryPolicy::default().attempts,
-            blob_retry_ms: u64::try_from(RetryPolicy::default().first_delay.as_millis())
-                .unwrap_or(u64::MAX),
+            blob_retry_seconds: RetryPolicy::default().budget.as_secs(),
             parallelism: ImportConfig::DEFAULT_PARALLELISM,
             range_bytes: ImportConfig::DEFAULT_RANGE_BYTES,
             batch_lines: ImportConfig::DEFAULT_BATCH_LINES,
@@ -293,8 +289,8 @@ impl ImportSettings {
                 "error_container: not an Azure container name (3-63 lowercase letters, digits and single hyphens)",
             );
         }
-        if self.blob_attempts == 0 {
-            return invalid("blob_attempts must be at least 1");
+        if self.blob_retry_seconds == 0 {
+            return invalid("blob_retry_seconds must be at least 1");
         }
         if self.parallelism == 0 || self.range_bytes == 0 || self.batch_lines == 0 {
             return invalid("parallelism, range_bytes and batch_lines must be at least 1");
@@ -713,11 +709,7 @@ impl Config {
                 sources: self.import.blob_sources.clone(),
                 error_container: self.import.error_container.clone(),
                 error_account: self.import.error_account.clone(),
-                retry: RetryPolicy {
-                    attempts: self.import.blob_attempts,
-                    first_delay: Duration::from_millis(self.import.blob_retry_ms),
-                    ..RetryPolicy::default()
-                },
+                retry: RetryPolicy::within(Duration::from_secs(self.import.blob_retry_seconds)),
             },
             parallelism: self.import.parallelism,
             range_bytes: self.import.range_bytes,
@@ -999,18 +991,17 @@ mod tests {
                 &format!(
                     "{account}[import]\nblob_sources = [\"dev\", \"dev/bulk-in\"]\n\
                      error_container = \"logs\"\nerror_account = \"dev\"\n\
-                     blob_attempts = 2\nblob_retry_ms = 10\n"
+                     blob_retry_seconds = 2\n"
                 ),
             )?;
-            jail.set_env("HEARTH_IMPORT__BLOB_ATTEMPTS", "3");
+            jail.set_env("HEARTH_IMPORT__BLOB_RETRY_SECONDS", "3");
             let c = Config::load(Some(Path::new("b.toml")), &Overrides::default()).unwrap();
             let blob = c.import_config().blob;
             let sources: Vec<String> = blob.sources.into_iter().map(String::from).collect();
             assert_eq!(sources, ["dev", "dev/bulk-in"]);
             assert_eq!(blob.error_container, "logs");
             assert_eq!(blob.error_account.as_deref(), Some("dev"));
-            assert_eq!(blob.retry.attempts, 3);
-            assert_eq!(blob.retry.first_delay, Duration::from_millis(10));
+            assert_eq!(blob.retry.budget, Duration::from_secs(3));
             let defaults = Config::load(None, &Overrides::default()).unwrap();
             assert_eq!(defaults.import_config().blob.error_container, "fhirlogs");
             jail.clear_env();
@@ -1019,7 +1010,7 @@ mod tests {
                 "[import]\nerror_account = \"dev\"\n",
                 &format!("{account}[import]\nblob_sources = [\"dev/Bad_Name\"]\n"),
                 &format!("{account}[import]\nerror_container = \"ab\"\n"),
-                &format!("{account}[import]\nblob_attempts = 0\n"),
+                &format!("{account}[import]\nblob_retry_seconds = 0\n"),
             ] {
                 jail.create_file("bad.toml", bad)?;
                 assert!(

@@ -35,8 +35,7 @@ async fn server(
     let mut env = dev_account_env(&endpoint).to_vec();
     env.extend([
         ("HEARTH_IMPORT__BLOB_SOURCES", blob_sources),
-        ("HEARTH_IMPORT__BLOB_ATTEMPTS", "3"),
-        ("HEARTH_IMPORT__BLOB_RETRY_MS", "50"),
+        ("HEARTH_IMPORT__BLOB_RETRY_SECONDS", "2"),
         (RANGE_BYTES_ENV, range_bytes),
         (IMPORT_SOURCES_ENV, local.as_str()),
     ]);
@@ -403,7 +402,7 @@ async fn blob_outage_fails_the_job_naming_the_cause() {
     let failed = await_end(&srv, &status).await;
     let text = failed.outcome(500)["issue"][0]["diagnostics"].to_string();
     assert!(
-        text.contains("could not be reached") && text.contains("gave up after 3 tries"),
+        text.contains("could not be reached") && text.contains("gave up after"),
         "{text}"
     );
     drop(srv);

@@ -52,6 +52,7 @@ mod headers;
 mod health;
 mod history;
 pub mod import;
+mod jobs;
 mod metadata;
 mod ops;
 mod params;

@@ -34,8 +34,6 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use azure_core::StatusCode;
-use azure_core::error::ErrorKind;
 use azure_storage::shared_access_signature::service_sas::BlobSasPermissions;
 use azure_storage_blobs::blob::{BlobBlockType, BlockList};
 use azure_storage_blobs::prelude::{BlobClient, BlobServiceClient, BlockId};
@@ -47,16 +45,13 @@ use super::{
     Destination, DestinationError, DestinationKind, DirectUrl, Download, Folder, PendingFile,
     check_file_name,
 };
-use crate::azure::{Accounts, AzureError, is_container_name, retry};
+use crate::azure::retry::{self, RetryPolicy};
+use crate::azure::{Accounts, AzureError, is_container_name};
 use crate::fhir::Instant;
 
 /// The block size of staged uploads: each file holds at most this much in
 /// memory.
 pub const BLOCK_BYTES: usize = 4 * 1024 * 1024;
-/// One request longer than this counts as a transient failure.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const CONTENT_TYPE: &str = "application/fhir+ndjson";
 
 /// How the destination writes and publishes.
@@ -84,7 +79,7 @@ pub struct BlobDestination {
 /// runs, how long it is retried, and how the account is named in errors.
 struct Link {
     runtime: Handle,
-    retry: Duration,
+    retry: RetryPolicy,
     /// `'<name>' (<endpoint>)`
     account: String,
     /// Containers this process created or found: one create call per
@@ -113,7 +108,7 @@ impl BlobDestination {
         let endpoint = accounts.endpoint(account)?;
         let link = Arc::new(Link {
             runtime,
-            retry: options.retry,
+            retry: RetryPolicy::within(options.retry),
             account: format!("'{account}' ({endpoint})"),
             known: Mutex::new(HashSet::new()),
         });
@@ -154,7 +149,7 @@ impl BlobDestination {
             let client = client.clone();
             async move {
                 match client.create().await {
-                    Err(e) if error_code(&e) == Some("ContainerAlreadyExists") => Ok(()),
+                    Err(e) if retry::error_code(&e) == Some("ContainerAlreadyExists") => Ok(()),
                     other => other.map(|_| ()),
                 }
             }
@@ -176,7 +171,7 @@ impl BlobDestination {
                 while let Some(page) = pages.next().await {
                     let page = match page {
                         Ok(page) => page,
-                        Err(e) if status(&e) == Some(StatusCode::NotFound) => break,
+                        Err(e) if retry::status_of(&e) == Some(404) => break,
                         Err(e) => return Err(e),
                     };
                     names.extend(
@@ -197,7 +192,7 @@ impl BlobDestination {
             let client = client.clone();
             async move {
                 match client.delete().await {
-                    Err(e) if status(&e) == Some(StatusCode::NotFound) => Ok(()),
+                    Err(e) if retry::status_of(&e) == Some(404) => Ok(()),
                     other => other.map(|_| ()),
                 }
             }
@@ -232,7 +227,10 @@ impl BlobDestination {
             .runtime
             .block_on(client.shared_access_signature(permissions, expiry))
             .and_then(|sas| client.generate_signed_blob_url(&sas))
-            .map_err(|e| self.link.failure(container, "signing a URL", cause(&e)))?;
+            .map_err(|e| {
+                self.link
+                    .failure(container, "signing a URL", retry::cause(&e))
+            })?;
         Ok(DirectUrl {
             url: signed.to_string(),
             expires: Some(expires),
@@ -304,7 +302,7 @@ impl Destination for BlobDestination {
                 let client = client.clone();
                 async move {
                     match client.delete().await {
-                        Err(e) if status(&e) == Some(StatusCode::NotFound) => Ok(()),
+                        Err(e) if retry::status_of(&e) == Some(404) => Ok(()),
                         other => other.map(|_| ()),
                     }
                 }
@@ -443,66 +441,28 @@ impl PendingFile for BlobFile {
     }
 }
 
-/// Why one attempt failed, and whether another may succeed.
-struct Failure {
-    cause: String,
-    transient: bool,
-}
-
 impl Link {
-    /// Runs the request `attempt` makes on the runtime, retrying transient
-    /// failures with exponential backoff for up to `retry`. Blocks: never
-    /// call it from async code.
+    /// Runs the request `attempt` makes on the runtime, with the retries of
+    /// [`retry::retry`]. Blocks: never call it from async code.
     fn run<T, F, Fut>(
         &self,
         container: &str,
         operation: &str,
-        mut attempt: F,
+        attempt: F,
     ) -> Result<T, DestinationError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = azure_core::Result<T>>,
     {
         self.runtime.block_on(async {
-            let started = std::time::Instant::now();
-            let mut backoff = FIRST_BACKOFF;
-            let mut attempts = 0u32;
-            loop {
-                attempts += 1;
-                let failure = match tokio::time::timeout(ATTEMPT_TIMEOUT, attempt()).await {
-                    Ok(Ok(value)) => return Ok(value),
-                    Ok(Err(e)) => {
-                        if error_code(&e) == Some("ContainerNotFound") {
-                            self.known().remove(container);
-                        }
-                        Failure {
-                            transient: is_transient(&e),
-                            cause: cause(&e),
-                        }
+            retry::retry(&self.retry, operation, attempt)
+                .await
+                .map_err(|gave_up| {
+                    if gave_up.code() == Some("ContainerNotFound") {
+                        self.known().remove(container);
                     }
-                    Err(_) => Failure {
-                        cause: format!("no answer within {ATTEMPT_TIMEOUT:?}"),
-                        transient: true,
-                    },
-                };
-                let elapsed = started.elapsed();
-                if !failure.transient || elapsed >= self.retry {
-                    let cause = if attempts > 1 {
-                        format!(
-                            "{} (gave up after {attempts} attempts in {:.1} s)",
-                            failure.cause,
-                            elapsed.as_secs_f64()
-                        )
-                    } else {
-                        failure.cause
-                    };
-                    return Err(self.failure(container, operation, cause));
-                }
-                tracing::warn!(account = %self.account, container, operation, attempt = attempts, cause = %failure.cause, "Azure Blob request failed; retrying");
-                // The last try falls on the bound, not a backoff before it.
-                tokio::time::sleep(backoff.min(self.retry - elapsed)).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-            }
+                    self.failure(container, operation, gave_up.to_string())
+                })
         })
     }
 
@@ -518,49 +478,6 @@ impl Link {
             cause,
         }
     }
-}
-
-fn status(e: &azure_core::Error) -> Option<StatusCode> {
-    match e.kind() {
-        ErrorKind::HttpResponse { status, .. } => Some(*status),
-        _ => None,
-    }
-}
-
-fn error_code(e: &azure_core::Error) -> Option<&str> {
-    match e.kind() {
-        ErrorKind::HttpResponse { error_code, .. } => error_code.as_deref(),
-        _ => None,
-    }
-}
-
-/// Network failures, throttling and server errors may pass, and so does a
-/// container of that name still being deleted; refusals (authorisation,
-/// missing account or container, bad request) will not.
-fn is_transient(e: &azure_core::Error) -> bool {
-    retry::is_transient(e) || error_code(e) == Some("ContainerBeingDeleted")
-}
-
-/// `HTTP 403 AuthenticationFailed`, or the error with its sources (where a
-/// network error says what happened: `connection refused`...).
-fn cause(e: &azure_core::Error) -> String {
-    if let ErrorKind::HttpResponse { status, error_code } = e.kind() {
-        return match error_code {
-            Some(code) => format!("HTTP {} {code}", u16::from(*status)),
-            None => format!("HTTP {}", u16::from(*status)),
-        };
-    }
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        let part = s.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@
 //! repeated after a crash replaces it with the same content.
 //!
 //! Transient failures (the service unreachable, 5xx, 408, 429) are retried
-//! with backoff within `[import] blob_attempts`; then the import fails with
+//! with backoff within `[import] blob_retry_seconds`; then the import fails with
 //! the cause named.
 
 use std::future::Future;
@@ -47,7 +47,7 @@ use serde::{Deserialize, Serialize};
 
 use super::request::ImportRequest;
 use super::source::{Source, SourceError, SourceInfo, SourceKind, check_etag};
-use crate::azure::retry::{RetryPolicy, is_transient, retry, status_of};
+use crate::azure::retry::{Failure, GaveUp, RetryPolicy, retry};
 use crate::azure::{Accounts, BlobLocation, is_container_name};
 
 /// The most one ranged GET fetches.
@@ -140,8 +140,8 @@ struct BlobRuntime(OnceLock<Option<tokio::runtime::Runtime>>);
 impl BlobRuntime {
     fn run<T: Send + 'static>(
         &self,
-        work: impl Future<Output = azure_core::Result<T>> + Send + 'static,
-    ) -> azure_core::Result<T> {
+        work: impl Future<Output = Result<T, GaveUp>> + Send + 'static,
+    ) -> Result<T, GaveUp> {
         let runtime = self.0.get_or_init(|| {
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
@@ -152,10 +152,7 @@ impl BlobRuntime {
                 .ok()
         });
         let Some(runtime) = runtime else {
-            return Err(azure_core::Error::message(
-                azure_core::error::ErrorKind::Other,
-                "the blob runtime could not be started",
-            ));
+            return Err(runtime_failure("the blob runtime could not be started"));
         };
         // Spawned and waited for over a channel rather than `block_on`,
         // which would panic on a thread that is itself driving a runtime.
@@ -163,12 +160,19 @@ impl BlobRuntime {
         runtime.spawn(async move {
             let _ = tx.send(work.await);
         });
-        rx.recv().unwrap_or_else(|_| {
-            Err(azure_core::Error::message(
-                azure_core::error::ErrorKind::Other,
-                "the blob runtime stopped",
-            ))
-        })
+        rx.recv()
+            .unwrap_or_else(|_| Err(runtime_failure("the blob runtime stopped")))
+    }
+}
+
+fn runtime_failure(message: &'static str) -> GaveUp {
+    GaveUp {
+        failure: Failure::Service(azure_core::Error::message(
+            azure_core::error::ErrorKind::Other,
+            message,
+        )),
+        attempts: 1,
+        elapsed: std::time::Duration::ZERO,
     }
 }
 
@@ -228,11 +232,7 @@ impl Blobs {
     }
 
     /// Runs `call` with the configured retries.
-    fn call_raw<T: Send + 'static, F, Fut>(
-        &self,
-        what: &'static str,
-        call: F,
-    ) -> azure_core::Result<T>
+    fn call_raw<T: Send + 'static, F, Fut>(&self, what: &'static str, call: F) -> Result<T, GaveUp>
     where
         F: FnMut() -> Fut + Send + 'static,
         Fut: Future<Output = azure_core::Result<T>> + Send,
@@ -253,8 +253,7 @@ impl Blobs {
         F: FnMut() -> Fut + Send + 'static,
         Fut: Future<Output = azure_core::Result<T>> + Send,
     {
-        self.call_raw(what, call)
-            .map_err(|e| blob_error(url, &self.settings.retry, &e))
+        self.call_raw(what, call).map_err(|e| blob_error(url, &e))
     }
 }
 
@@ -449,8 +448,8 @@ impl ErrorContainer {
             .call_raw("create container", move || client.create().into_future())
         {
             Ok(_) => Ok(()),
-            Err(e) if status_of(&e) == Some(409) => Ok(()),
-            Err(e) => Err(blob_error(&self.label(), &self.blobs.settings.retry, &e)),
+            Err(e) if e.status() == Some(409) => Ok(()),
+            Err(e) => Err(blob_error(&self.label(), &e)),
         }
     }
 
@@ -563,8 +562,8 @@ impl ErrorBlob {
 }
 
 /// The source error a failed blob call becomes, naming its cause.
-fn blob_error(url: &str, policy: &RetryPolicy, e: &azure_core::Error) -> SourceError {
-    match status_of(e) {
+fn blob_error(url: &str, gave_up: &GaveUp) -> SourceError {
+    match gave_up.status() {
         Some(404) => SourceError::NotFound {
             url: url.to_owned(),
         },
@@ -573,22 +572,14 @@ fn blob_error(url: &str, policy: &RetryPolicy, e: &azure_core::Error) -> SourceE
             actual: "another (the blob changed)".into(),
         },
         status => {
-            let tries = if is_transient(e) {
-                format!(" (gave up after {} tries)", policy.attempts.max(1))
-            } else {
-                String::new()
-            };
-            let cause = match status {
-                Some(401 | 403) => format!(
-                    "the blob service refused the credentials ({}){tries}",
-                    status.unwrap_or_default()
-                ),
-                Some(code) => format!("the blob service answered {code}: {e}{tries}"),
-                None => format!("the blob service could not be reached: {e}{tries}"),
+            let message = match status {
+                Some(401 | 403) => format!("the blob service refused the credentials: {gave_up}"),
+                Some(_) => format!("the blob service answered {gave_up}"),
+                None => format!("the blob service could not be reached: {gave_up}"),
             };
             SourceError::Io {
                 url: url.to_owned(),
-                message: cause,
+                message,
             }
         }
     }
@@ -603,6 +594,7 @@ mod tests {
     use super::*;
     use crate::azure::AzureConfig;
     use crate::azure::emulator::Azurite;
+    use crate::azure::retry::status_of;
     use crate::import::ImportConfig;
     use crate::import::ranges::tests::{by_ranges_with, reference, sample};
     use crate::import::request::{ImportInput, ImportMode, SourceUrl};
@@ -626,9 +618,9 @@ mod tests {
                 .map(|s| BlobSource::try_from(s.to_string()).unwrap())
                 .collect(),
             retry: RetryPolicy {
-                attempts: 2,
                 first_delay: Duration::from_millis(10),
                 max_delay: Duration::from_millis(20),
+                ..RetryPolicy::within(Duration::from_millis(200))
             },
             ..BlobSettings::default()
         }
@@ -766,7 +758,7 @@ mod tests {
         azurite.stop();
         let err = source.info().unwrap_err().to_string();
         assert!(
-            err.contains("could not be reached") && err.contains("after 2 tries"),
+            err.contains("could not be reached") && err.contains("gave up after"),
             "{err}"
         );
     }

@@ -6,11 +6,12 @@ use axum::http::header::{CONTENT_TYPE, EXPIRES, RETRY_AFTER};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::api::AppState;
 use crate::api::blocking;
 use crate::api::error::ApiError;
+use crate::api::jobs;
 use crate::api::params::segments;
 use crate::api::response;
 use crate::export::ExportRequest;
@@ -180,42 +181,22 @@ pub async fn delete(
 }
 
 /// `GET /_operations/export`: every export job the server knows, oldest
-/// first, as plain JSON (an operator's view, not a FHIR resource).
+/// first (see [`crate::api::jobs`]), with the request URL of each.
 pub async fn list(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let jobs = state.exports.jobs.clone();
-    let all = blocking::run(move || Ok(jobs.list(Some(JobKind::Export))?)).await?;
-    let exports: Vec<Value> = all
-        .iter()
-        .map(|job| summary(&state.base_url, job))
-        .collect();
-    let body = serde_json::to_vec(&json!({ "exports": exports }))
-        .map_err(|e| ApiError::internal(format!("serialising the export list: {e}")))?;
-    Ok((
-        StatusCode::OK,
-        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-        body,
-    )
-        .into_response())
-}
-
-fn summary(base: &str, job: &JobRecord) -> Value {
-    let request = serde_json::from_value::<ExportRequest>(job.request.clone()).ok();
-    json!({
-        "id": job.id,
-        "status": status_url(base, &job.id),
-        "state": job.state,
-        "cancelRequested": job.cancel_requested,
-        "created": job.created,
-        "started": job.started,
-        "finished": job.finished,
-        "progress": {
-            "done": job.progress.done,
-            "total": job.progress.total,
-            "message": job.progress.message,
+    let base = state.base_url.clone();
+    jobs::list(
+        state.exports.jobs.clone(),
+        JobKind::Export,
+        "exports",
+        |job| status_url(&base, &job.id),
+        |job| {
+            let request = serde_json::from_value::<ExportRequest>(job.request.clone()).ok();
+            [("request".to_owned(), json!(request.map(|r| r.request_url)))]
+                .into_iter()
+                .collect()
         },
-        "request": request.map(|r| r.request_url),
-        "owner": job.owner,
-    })
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use crate::api::blocking;
 use crate::api::error::ApiError;
 use crate::api::export::download::ndjson_file;
 use crate::api::export::status::in_progress;
+use crate::api::jobs;
 use crate::api::params::segments;
 use crate::api::response;
 use crate::fhir::Instant;
@@ -217,41 +218,26 @@ pub async fn error_file(
 }
 
 /// `GET /_operations/import`: every import job the server knows, oldest
-/// first, as plain JSON (an operator's view, not a FHIR resource).
+/// first (see [`crate::api::jobs`]), with the mode and input count of each.
 pub async fn list(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let jobs = state.imports.jobs.clone();
-    let all = blocking::run(move || Ok(jobs.list(Some(JobKind::Import))?)).await?;
-    let imports: Vec<Value> = all
-        .iter()
-        .map(|job| summary(&state.base_url, job))
-        .collect();
-    let body = serde_json::to_vec(&json!({ "imports": imports }))
-        .map_err(|e| ApiError::internal(format!("serialising the import list: {e}")))?;
-    Ok((
-        StatusCode::OK,
-        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-        body,
-    )
-        .into_response())
-}
-
-fn summary(base: &str, job: &JobRecord) -> Value {
-    let request = serde_json::from_value::<ImportRequest>(job.request.clone()).ok();
-    json!({
-        "id": job.id,
-        "status": status_url(base, &job.id),
-        "state": job.state,
-        "cancelRequested": job.cancel_requested,
-        "created": job.created,
-        "started": job.started,
-        "finished": job.finished,
-        "progress": {
-            "done": job.progress.done,
-            "total": job.progress.total,
-            "message": job.progress.message,
+    let base = state.base_url.clone();
+    jobs::list(
+        state.imports.jobs.clone(),
+        JobKind::Import,
+        "imports",
+        |job| status_url(&base, &job.id),
+        |job| {
+            let request = serde_json::from_value::<ImportRequest>(job.request.clone()).ok();
+            [
+                ("mode".to_owned(), json!(request.as_ref().map(|r| r.mode))),
+                (
+                    "inputs".to_owned(),
+                    json!(request.as_ref().map(|r| r.inputs.len())),
+                ),
+            ]
+            .into_iter()
+            .collect()
         },
-        "mode": request.as_ref().map(|r| r.mode),
-        "inputs": request.as_ref().map(|r| r.inputs.len()),
-        "owner": job.owner,
-    })
+    )
+    .await
 }

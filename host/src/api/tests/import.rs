@@ -6,7 +6,7 @@
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use super::{Api, Jobs};
+use super::{Api, BASE, Jobs};
 
 fn body(mode: &str, url: &str) -> Value {
     json!({"resourceType": "Parameters", "parameter": [
@@ -89,6 +89,17 @@ async fn a_queued_initial_load_locks_writes_until_cancelled() {
     assert_eq!(polled.status, StatusCode::ACCEPTED);
     assert_eq!(polled.header("x-progress"), Some("queued"));
     assert!(polled.header("retry-after").is_some());
+
+    // The operator's list shows it, with its mode and inputs.
+    let list = api.get("/_operations/import").await;
+    assert_eq!(list.status, StatusCode::OK);
+    assert_eq!(list.header("content-type"), Some("application/json"));
+    let job = &list.json()["imports"][0];
+    assert_eq!(job["status"], format!("{BASE}{status}"));
+    assert_eq!(
+        (&job["state"], &job["mode"], &job["inputs"]),
+        (&json!("queued"), &json!("InitialLoad"), &json!(1))
+    );
 
     // The same registration is the same job; another import must wait.
     let again = kickoff(&api, &body("InitialLoad", &url)).await.ok(202);
