@@ -21,12 +21,22 @@ pub fn decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok().filter(|s| !s.contains('\0'))
 }
 
+/// Everything but RFC 3986 unreserved characters escaped: a query value.
+pub fn encode_component(value: &str) -> String {
+    encode_except(value, b"")
+}
+
 /// Everything but unreserved characters and `/` (which separates path
 /// segments, or a blob's virtual folders) escaped.
 pub fn encode_path(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    for b in path.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.' | b'~') {
+    encode_except(path, b"/")
+}
+
+fn encode_except(value: &str, keep: &[u8]) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') || keep.contains(&b)
+        {
             out.push(char::from(b));
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -44,6 +54,7 @@ mod tests {
         let name = "a b/ü%?#.ndjson";
         assert_eq!(encode_path(name), "a%20b/%C3%BC%25%3F%23.ndjson");
         assert_eq!(decode(&encode_path(name)).as_deref(), Some(name));
+        assert_eq!(encode_component("a/b c"), "a%2Fb%20c");
         for bad in ["%", "%4", "%zz", "%00", "%C3"] {
             assert_eq!(decode(bad), None, "{bad}");
         }

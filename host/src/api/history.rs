@@ -156,25 +156,18 @@ fn page_url(
     };
     let mut url = format!("{base}/{path}?_count={}", params.count);
     if let Some(since) = params.since {
-        url.push_str(&format!("&_since={}", encode(&since.to_fhir())));
+        url.push_str(&format!(
+            "&_since={}",
+            crate::percent::encode_component(&since.to_fhir())
+        ));
     }
     if let Some(cursor) = cursor {
-        url.push_str(&format!("&{PAGE_TOKEN}={}", encode(&cursor.0)));
+        url.push_str(&format!(
+            "&{PAGE_TOKEN}={}",
+            crate::percent::encode_component(&cursor.0)
+        ));
     }
     url
-}
-
-/// Percent-encodes everything but RFC 3986 unreserved characters.
-fn encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]
