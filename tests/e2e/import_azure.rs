@@ -305,7 +305,7 @@ async fn sigkill_mid_blob_import_writes_each_error_line_once() {
     assert!(bad.len() > 10);
     let status = srv.start_import(&import_body(None, &[], &inputs)).await;
     let status = format!("/_operations/import/{}", status.rsplit('/').next().unwrap());
-    await_progress(&srv, &status).await;
+    srv.await_progress(&status).await;
     assert!(!srv.kill().await.success());
     srv = server(&mut sandbox, &azurite, "[\"dev/bulk\"]", "65536").await;
     let body = done(&srv, &status).await;
@@ -338,33 +338,6 @@ async fn upload_synthea(sandbox: &Sandbox, accounts: &Accounts) -> (Vec<Value>, 
     (inputs, urls)
 }
 
-/// Polls until the import has made progress (and is still running).
-async fn await_progress(srv: &Server, status: &str) {
-    let started = Clock::now();
-    loop {
-        let resp = srv.get(status).await;
-        assert_eq!(resp.status, 202, "ended too early: {}", resp.text());
-        if resp.progress().0 > 0 {
-            return;
-        }
-        assert!(started.elapsed().as_secs() < 120, "no progress");
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
-}
-
-/// Polls until the import has ended; its status response.
-async fn await_end(srv: &Server, status: &str) -> crate::support::Resp {
-    let started = Clock::now();
-    loop {
-        let resp = srv.get(status).await;
-        if resp.status != 202 {
-            return resp;
-        }
-        assert!(started.elapsed().as_secs() < 120, "the job did not end");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-}
-
 /// Blobs replaced while an import reads them: the job fails with 412 (the
 /// planned entity tags no longer hold), it does not mix two contents.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -375,12 +348,12 @@ async fn blobs_replaced_mid_import_fail_the_job_with_412() {
     let (inputs, urls) = upload_synthea(&sandbox, &accounts).await;
     let status = srv.start_import(&import_body(None, &[], &inputs)).await;
     let status = format!("/_operations/import/{}", status.rsplit('/').next().unwrap());
-    await_progress(&srv, &status).await;
+    srv.await_progress(&status).await;
     for url in &urls {
         let at = accounts.resolve(url).unwrap();
         upload(&accounts, &at.container, &at.blob, b"{}\n".to_vec()).await;
     }
-    let failed = await_end(&srv, &status).await;
+    let failed = srv.poll_export(&status).await;
     let text = failed.outcome(412)["issue"][0]["diagnostics"].to_string();
     assert!(text.contains("it changed"), "{text}");
     drop(srv);
@@ -397,9 +370,9 @@ async fn blob_outage_fails_the_job_naming_the_cause() {
     let (inputs, _) = upload_synthea(&sandbox, &accounts).await;
     let status = srv.start_import(&import_body(None, &[], &inputs)).await;
     let status = format!("/_operations/import/{}", status.rsplit('/').next().unwrap());
-    await_progress(&srv, &status).await;
+    srv.await_progress(&status).await;
     azurite.stop();
-    let failed = await_end(&srv, &status).await;
+    let failed = srv.poll_export(&status).await;
     let text = failed.outcome(500)["issue"][0]["diagnostics"].to_string();
     assert!(
         text.contains("could not be reached") && text.contains("gave up after"),

@@ -217,14 +217,7 @@ async fn cancel_running_and_queued_imports() {
     let running = srv.local(&running);
     // Cancelled once it has imported something, which stays; the lock goes
     // with the job.
-    loop {
-        let resp = srv.get(&running).await;
-        still_under_way(&resp, "the cancel");
-        if resp.progress().0 > 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    srv.await_progress(&running).await;
     let resp = srv.delete(&running).await.ok(202);
     assert_eq!(resp.json()["resourceType"], "OperationOutcome");
     let gone = srv.poll_export(&running).await.outcome(404);

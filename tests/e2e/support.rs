@@ -895,6 +895,29 @@ impl Http {
         }
     }
 
+    /// Polls a running job's status URL until it reports progress (some
+    /// resources done); fails if it ends first or makes none in 120 s.
+    pub async fn await_progress(&self, status_url: &str) {
+        let started = std::time::Instant::now();
+        loop {
+            let resp = self.get(status_url).await;
+            assert_eq!(
+                resp.status,
+                202,
+                "the job ended before it was seen under way (make the input bigger): {}",
+                resp.text()
+            );
+            if resp.progress().0 > 0 {
+                return;
+            }
+            assert!(
+                started.elapsed() < EXPORT_TIMEOUT,
+                "{status_url}: no progress"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// Polls until done and checks the manifest: 200 with `Expires`,
     /// `transactionTime` an instant, `request` the kick-off URL (when
     /// given), `requiresAccessToken` false, `output`/`error` arrays of

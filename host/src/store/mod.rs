@@ -368,13 +368,17 @@ pub trait Store: Send + Sync + 'static {
     /// The `lastUpdated` of the latest commit, if any.
     fn last_commit(&self) -> Result<Option<Instant>, StoreError>;
 
-    /// The instant a snapshot of "now" must use to include every
-    /// acknowledged commit: the wall clock, or the last commit's instant when
-    /// the store clock runs ahead of it (over 1,000 commits/s). Export's
-    /// `transactionTime` and every "as of now" read take it from here.
+    /// The instant a snapshot of "now" must use: every acknowledged commit
+    /// is at or before it, and every later commit strictly after it. A
+    /// commit takes the wall clock's millisecond (or the one after the last
+    /// commit), so a snapshot one millisecond behind the wall clock, or at
+    /// the last commit when the store clock runs ahead (over 1,000
+    /// commits/s), can never share its instant with a commit still to come.
+    /// Export's `transactionTime` and every "as of now" read take it from
+    /// here.
     fn now(&self) -> Result<Instant, StoreError> {
-        let wall = Instant::now();
-        Ok(self.last_commit()?.map_or(wall, |last| last.max(wall)))
+        let behind = Instant::from_millis(Instant::now().as_millis().saturating_sub(1));
+        Ok(self.last_commit()?.map_or(behind, |last| last.max(behind)))
     }
 
     fn stats(&self) -> Result<StoreStats, StoreError>;
