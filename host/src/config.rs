@@ -747,6 +747,18 @@ struct ServerFlags {
 mod tests {
     use super::*;
 
+    /// Each text, as a config file, must fail to load.
+    fn rejects_each(jail: &mut figment::Jail, texts: &[&str]) -> figment::Result<()> {
+        for text in texts {
+            jail.create_file("bad.toml", text)?;
+            assert!(
+                Config::load(Some(Path::new("bad.toml")), &Overrides::default()).is_err(),
+                "{text}"
+            );
+        }
+        Ok(())
+    }
+
     #[test]
     fn defaults_need_no_file() {
         figment::Jail::expect_with(|_| {
@@ -836,23 +848,20 @@ mod tests {
             assert_eq!(c.jobs.engine().lease, Duration::from_secs(600));
             assert_eq!(c.export.retention_hours, 24);
             assert_eq!(c.export_dir(), PathBuf::from("./hearth-data/exports"));
-            for bad in [
-                "[jobs]\nworkers = 0\n",
-                "[jobs]\nheartbeat_seconds = 600\n",
-                "[jobs]\nnode = \"a/b\"\n",
-                "[jobs]\nmax_concurrent_exports = 0\n",
-                "[export]\nretention_hours = 0\n",
-                "[export]\nfile_max_bytes = 10\n",
-                "[export]\nspeed = 1\n",
-                "[export]\ninclude_referenced = [\"Observation\"]\n",
-                "[export]\ninclude_referenced = [\"Nope\"]\n",
-            ] {
-                jail.create_file("bad.toml", bad)?;
-                assert!(
-                    Config::load(Some(Path::new("bad.toml")), &Overrides::default()).is_err(),
-                    "{bad}"
-                );
-            }
+            rejects_each(
+                jail,
+                &[
+                    "[jobs]\nworkers = 0\n",
+                    "[jobs]\nheartbeat_seconds = 600\n",
+                    "[jobs]\nnode = \"a/b\"\n",
+                    "[jobs]\nmax_concurrent_exports = 0\n",
+                    "[export]\nretention_hours = 0\n",
+                    "[export]\nfile_max_bytes = 10\n",
+                    "[export]\nspeed = 1\n",
+                    "[export]\ninclude_referenced = [\"Observation\"]\n",
+                    "[export]\ninclude_referenced = [\"Nope\"]\n",
+                ],
+            )?;
             jail.create_file(
                 "j.toml",
                 "[jobs]\nworkers = 3\nlease_seconds = 60\nheartbeat_seconds = 5\nnode = \"a\"\n\
@@ -964,19 +973,16 @@ mod tests {
             assert_eq!(import.error_dir, PathBuf::from("/err"));
             assert_eq!(import.allowed_http, ["https://files.example.com/bulk/"]);
             assert_eq!((import.range_bytes, import.parallelism), (64, 2));
-            for bad in [
-                "[import]\nparallelism = 0\n",
-                "[import]\nmax_line_bytes = 10\n",
-                "[import]\nallowed_http = [\"ftp://x/\"]\n",
-                "[import]\nallowed_http = [\"http://\"]\n",
-                "[import]\nsource = []\n",
-            ] {
-                jail.create_file("bad.toml", bad)?;
-                assert!(
-                    Config::load(Some(Path::new("bad.toml")), &Overrides::default()).is_err(),
-                    "{bad}"
-                );
-            }
+            rejects_each(
+                jail,
+                &[
+                    "[import]\nparallelism = 0\n",
+                    "[import]\nmax_line_bytes = 10\n",
+                    "[import]\nallowed_http = [\"ftp://x/\"]\n",
+                    "[import]\nallowed_http = [\"http://\"]\n",
+                    "[import]\nsource = []\n",
+                ],
+            )?;
             Ok(())
         });
     }
@@ -1005,19 +1011,16 @@ mod tests {
             let defaults = Config::load(None, &Overrides::default()).unwrap();
             assert_eq!(defaults.import_config().blob.error_container, "fhirlogs");
             jail.clear_env();
-            for bad in [
-                "[import]\nblob_sources = [\"dev\"]\n",
-                "[import]\nerror_account = \"dev\"\n",
-                &format!("{account}[import]\nblob_sources = [\"dev/Bad_Name\"]\n"),
-                &format!("{account}[import]\nerror_container = \"ab\"\n"),
-                &format!("{account}[import]\nblob_retry_seconds = 0\n"),
-            ] {
-                jail.create_file("bad.toml", bad)?;
-                assert!(
-                    Config::load(Some(Path::new("bad.toml")), &Overrides::default()).is_err(),
-                    "{bad}"
-                );
-            }
+            rejects_each(
+                jail,
+                &[
+                    "[import]\nblob_sources = [\"dev\"]\n",
+                    "[import]\nerror_account = \"dev\"\n",
+                    &format!("{account}[import]\nblob_sources = [\"dev/Bad_Name\"]\n"),
+                    &format!("{account}[import]\nerror_container = \"ab\"\n"),
+                    &format!("{account}[import]\nblob_retry_seconds = 0\n"),
+                ],
+            )?;
             Ok(())
         });
     }

@@ -9,9 +9,34 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use crate::api::blocking;
 use crate::api::error::ApiError;
+use crate::api::{blocking, response};
+use crate::jobs::engine::Engine;
 use crate::jobs::{JobKind, JobRecord, JobStore};
+
+/// The 202 of a kick-off. `new` says whether `job` was just queued (the
+/// engine is woken so that an idle worker claims it at once) or is the job
+/// an identical earlier request made (`what` names the operation).
+pub fn accepted(
+    what: &str,
+    job: &JobRecord,
+    new: bool,
+    status_url: &str,
+    engine: &Engine,
+) -> Result<Response, ApiError> {
+    let message = if new {
+        engine.wake();
+        tracing::info!(job = %job.id, "{what} queued");
+        format!("{what} {} queued; poll {status_url} for its status", job.id)
+    } else {
+        format!(
+            "an identical {what} request was made before: {what} {} is {}; poll {status_url} for its status",
+            job.id,
+            job.state.as_str()
+        )
+    };
+    response::accepted(message, Some(status_url))
+}
 
 /// `{ "<key>": [...] }` with one summary per job of `kind`: the common
 /// fields, `status` (the job's status URL, from `status_url`) and what

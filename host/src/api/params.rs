@@ -4,12 +4,14 @@
 use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::Uri;
 use axum::http::request::Parts;
+use serde_json::Value;
 
 use crate::fhir::{Instant, ResourceId, ResourceType};
 use crate::store::HistoryCursor;
 
 use super::AppState;
 use super::error::ApiError;
+use crate::fhir::IssueType;
 
 /// A resource type the API can store. Unknown names are a client error (400)
 /// rather than a missing page (404): the path has the right shape.
@@ -52,6 +54,38 @@ pub fn parse_version(vid: &str) -> Result<u64, ApiError> {
         .then(|| vid.parse().ok())
         .flatten()
         .ok_or_else(|| ApiError::invalid(format!("'{vid}' is not a version id (a whole number)")))
+}
+
+/// The `parameter` entries of an operation's `Parameters` body (none when
+/// absent). `operation` names the kick-off in the message, e.g. "a POST
+/// kick-off".
+pub fn parameters_body(body: &[u8], operation: &str) -> Result<Vec<Value>, ApiError> {
+    let mut body: Value = serde_json::from_slice(body).map_err(|e| ApiError::Invalid {
+        code: IssueType::Structure,
+        message: format!("the body is not valid JSON: {e}"),
+        expression: None,
+    })?;
+    if body.get("resourceType").and_then(Value::as_str) != Some("Parameters") {
+        return Err(ApiError::Invalid {
+            code: IssueType::Invalid,
+            message: format!("{operation} takes a Parameters resource as its body"),
+            expression: Some("resourceType".into()),
+        });
+    }
+    match body.get_mut("parameter").map(Value::take) {
+        None => Ok(Vec::new()),
+        Some(Value::Array(parameters)) => Ok(parameters),
+        Some(_) => Err(body_error("Parameters.parameter", "must be an array")),
+    }
+}
+
+/// A 400 naming where in a request body the problem is.
+pub fn body_error(at: &str, message: impl std::fmt::Display) -> ApiError {
+    ApiError::Invalid {
+        code: IssueType::Invalid,
+        message: format!("{at} {message}"),
+        expression: Some(at.to_owned()),
+    }
 }
 
 /// `/{type}`

@@ -214,3 +214,58 @@ mod tests {
         assert!(check_file_name("../x").is_err());
     }
 }
+
+/// The behaviour every destination owes the export, run by each
+/// implementation's tests against a real backend.
+#[cfg(test)]
+pub(crate) mod contract {
+    use super::{Destination, Folder};
+
+    /// Checks `d` on `folder` (absent or empty when called, removed when
+    /// done); `read` returns a committed file's bytes.
+    pub fn check(d: &dyn Destination, folder: &Folder, read: &dyn Fn(&str) -> Vec<u8>) {
+        assert!(d.list(folder).unwrap().is_empty());
+        let mut file = d.create(folder, "Patient-1-1.ndjson").unwrap();
+        file.append(b"{\"a\":1}\n").unwrap();
+        file.append(b"{\"a\":2}\n").unwrap();
+        assert!(d.list(folder).unwrap().is_empty());
+        assert!(d.locate(folder, "Patient-1-1.ndjson").unwrap().is_none());
+        file.commit().unwrap();
+        assert_eq!(d.list(folder).unwrap(), ["Patient-1-1.ndjson"]);
+        assert_eq!(read("Patient-1-1.ndjson"), b"{\"a\":1}\n{\"a\":2}\n");
+
+        // Two writers of one name: an abort leaves the other's content
+        // alone.
+        let mut a = d.create(folder, "X-1-1.ndjson").unwrap();
+        let mut b = d.create(folder, "X-1-1.ndjson").unwrap();
+        a.append(b"a\n").unwrap();
+        b.append(b"b\n").unwrap();
+        a.abort().unwrap();
+        b.commit().unwrap();
+        assert_eq!(read("X-1-1.ndjson"), b"b\n");
+
+        // A crashed writer leaves nothing visible, before or after the
+        // clean-up.
+        let mut left = d.create(folder, "Y-1-1.ndjson").unwrap();
+        left.append(b"half").unwrap();
+        std::mem::forget(left);
+        let listed = |d: &dyn Destination| {
+            let mut names = d.list(folder).unwrap();
+            names.sort();
+            names
+        };
+        assert_eq!(listed(d), ["Patient-1-1.ndjson", "X-1-1.ndjson"]);
+        d.remove_pending(folder).unwrap();
+        assert_eq!(listed(d), ["Patient-1-1.ndjson", "X-1-1.ndjson"]);
+
+        // Removals are idempotent.
+        d.remove(folder, "X-1-1.ndjson").unwrap();
+        d.remove(folder, "X-1-1.ndjson").unwrap();
+        assert_eq!(d.list(folder).unwrap(), ["Patient-1-1.ndjson"]);
+        d.remove_folder(folder).unwrap();
+        d.remove_folder(folder).unwrap();
+        assert!(d.list(folder).unwrap().is_empty());
+        assert!(d.create(folder, "bad.part").is_err());
+        assert!(d.locate(folder, "../x").is_err());
+    }
+}

@@ -18,11 +18,11 @@ use crate::api::body::JsonBody;
 use crate::api::error::ApiError;
 use crate::api::format::media_essence;
 use crate::api::headers::AsyncPref;
+use crate::api::jobs;
 use crate::api::params::{query_pairs, segments};
-use crate::api::response;
 use crate::export::{ExportLevel, ExportRequest, Warning, check_group};
 use crate::fhir::{Instant, IssueType};
-use crate::jobs::{JobKind, JobRecord, JobState, JobStore, NewJob};
+use crate::jobs::{JobKind, JobRecord, JobStore, NewJob};
 use crate::plugins::{PluginSet, TypeFilter};
 
 use super::params::{self, Kickoff};
@@ -279,18 +279,7 @@ async fn enqueue(
         .await?
     };
     let url = status_url(base, &job.id);
-    let message = if new {
-        exports.engine.wake();
-        tracing::info!(job = %job.id, "export queued");
-        format!("export {} queued; poll {url} for its status", job.id)
-    } else {
-        format!(
-            "an identical export ({}) is already {}; poll {url} for its status",
-            job.id,
-            state_name(&job)
-        )
-    };
-    response::accepted(message, Some(&url))
+    jobs::accepted("export", &job, new, &url, &exports.engine)
 }
 
 /// How long a throttled client is asked to wait: about the time a small
@@ -312,13 +301,6 @@ fn identical(jobs: &dyn JobStore, request: &ExportRequest) -> Result<Option<JobR
         }
     }
     Ok(None)
-}
-
-fn state_name(job: &JobRecord) -> &'static str {
-    match job.state {
-        JobState::Running => "running",
-        _ => "queued",
-    }
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::api::error::ApiError;
 use crate::api::format::check_format;
-use crate::api::params::{parse_id, parse_type};
+use crate::api::params::{body_error, parameters_body, parse_id, parse_type};
 use crate::azure::is_container_name;
 use crate::destinations::DestinationKind;
 use crate::export::{Associated, ExportLevel, ExportRequest, TypeFilter, Warning};
@@ -49,23 +49,7 @@ const TYPE_FILTER: &str = "_typeFilter";
 /// The `(name, value)` pairs of a POST kick-off's `Parameters` body, each
 /// value in the form it would have in a query string.
 pub fn body_pairs(body: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
-    let body: Value = serde_json::from_slice(body).map_err(|e| ApiError::Invalid {
-        code: IssueType::Structure,
-        message: format!("the body is not valid JSON: {e}"),
-        expression: None,
-    })?;
-    if body.get("resourceType").and_then(Value::as_str) != Some("Parameters") {
-        return Err(ApiError::Invalid {
-            code: IssueType::Invalid,
-            message: "a POST kick-off takes a Parameters resource as its body".into(),
-            expression: Some("resourceType".into()),
-        });
-    }
-    let parameters = match body.get("parameter") {
-        None => return Ok(Vec::new()),
-        Some(Value::Array(parameters)) => parameters,
-        Some(_) => return Err(body_error("Parameters.parameter", "must be an array")),
-    };
+    let parameters = parameters_body(body, "a POST kick-off")?;
     parameters
         .iter()
         .enumerate()
@@ -102,14 +86,6 @@ fn body_value(parameter: &Value) -> Option<String> {
         ("valueReference", Value::Object(r)) => r.get("reference")?.as_str().map(str::to_owned),
         ("valueCoding", Value::Object(c)) => c.get("code")?.as_str().map(str::to_owned),
         _ => None,
-    }
-}
-
-fn body_error(at: &str, message: impl std::fmt::Display) -> ApiError {
-    ApiError::Invalid {
-        code: IssueType::Invalid,
-        message: format!("{at} {message}"),
-        expression: Some(at.to_owned()),
     }
 }
 

@@ -17,7 +17,7 @@ use crate::api::body::JsonBody;
 use crate::api::error::ApiError;
 use crate::api::format::media_essence;
 use crate::api::headers::AsyncPref;
-use crate::api::response;
+use crate::api::jobs;
 use crate::fhir::{Instant, IssueType};
 use crate::import::source::ImportSources;
 use crate::import::{ImportMode, ImportRequest};
@@ -135,18 +135,7 @@ async fn enqueue(
         .await?
     };
     let url = status_url(base, &job.id);
-    let message = if new {
-        imports.engine.wake();
-        tracing::info!(job = %job.id, "import queued");
-        format!("import {} queued; poll {url} for its status", job.id)
-    } else {
-        format!(
-            "this registration was made before: import {} is {}; poll {url} for its status",
-            job.id,
-            state_name(&job)
-        )
-    };
-    response::accepted(message, Some(&url))
+    jobs::accepted("import", &job, new, &url, &imports.engine)
 }
 
 /// The job an identical registration made, if it is queued, running or
@@ -218,18 +207,8 @@ fn check_exclusive(jobs: &[JobRecord], mode: ImportMode) -> Result<(), ApiError>
     Err(ApiError::Conflict(format!(
         "{what} {} is {}; an initial import runs alone, so this one cannot be registered until it ends",
         other.id,
-        state_name(other)
+        other.state.as_str()
     )))
-}
-
-fn state_name(job: &JobRecord) -> &'static str {
-    match job.state {
-        JobState::Queued => "queued",
-        JobState::Running => "running",
-        JobState::Completed => "completed",
-        JobState::Failed => "failed",
-        JobState::Cancelled => "cancelled",
-    }
 }
 
 #[cfg(test)]

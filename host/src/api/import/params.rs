@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use crate::api::error::ApiError;
 use crate::api::export::params::container;
 use crate::api::format::media_essence;
+use crate::api::params::{body_error, parameters_body};
 use crate::fhir::{IssueType, ResourceType};
 use crate::import::{ImportInput, ImportMode, ImportRequest, SourceUrl};
 
@@ -30,23 +31,7 @@ pub struct Parsed {
 
 /// Parses the body of `POST /$import`.
 pub fn parse(body: &[u8], request_url: String) -> Result<Parsed, ApiError> {
-    let body: Value = serde_json::from_slice(body).map_err(|e| ApiError::Invalid {
-        code: IssueType::Structure,
-        message: format!("the body is not valid JSON: {e}"),
-        expression: None,
-    })?;
-    if body.get("resourceType").and_then(Value::as_str) != Some("Parameters") {
-        return Err(ApiError::Invalid {
-            code: IssueType::Invalid,
-            message: "an $import kick-off takes a Parameters resource as its body".into(),
-            expression: Some("resourceType".into()),
-        });
-    }
-    let parameters = match body.get("parameter") {
-        Some(Value::Array(parameters)) => parameters.as_slice(),
-        None => &[],
-        Some(_) => return Err(at_error("Parameters.parameter", "must be an array")),
-    };
+    let parameters = parameters_body(body, "an $import kick-off")?;
     let mut parser = Parser::default();
     for (i, parameter) in parameters.iter().enumerate() {
         parser.parameter(&format!("Parameters.parameter[{i}]"), parameter)?;
@@ -212,7 +197,7 @@ fn input(at: &str, fields: &Map<String, Value>) -> Result<ImportInput, ApiError>
     let parts = match fields.get("part") {
         Some(Value::Array(parts)) if !fields.keys().any(|k| k.starts_with("value")) => parts,
         _ => {
-            return Err(at_error(
+            return Err(body_error(
                 at,
                 "'input' takes its type, url and etag as parts (and no value[x])",
             ));
@@ -223,7 +208,7 @@ fn input(at: &str, fields: &Map<String, Value>) -> Result<ImportInput, ApiError>
         let at = format!("{at}.part[{j}]");
         let (name, fields) = named(&at, part)?;
         if fields.contains_key("part") {
-            return Err(at_error(&at, format!("'{name}' has no parts")));
+            return Err(body_error(&at, format!("'{name}' has no parts")));
         }
         match name {
             "type" => {
@@ -336,15 +321,15 @@ fn named<'a>(
 ) -> Result<(&'a str, &'a Map<String, Value>), ApiError> {
     let fields = parameter
         .as_object()
-        .ok_or_else(|| at_error(at, "is not an object"))?;
+        .ok_or_else(|| body_error(at, "is not an object"))?;
     let name = fields
         .get("name")
         .and_then(Value::as_str)
-        .ok_or_else(|| at_error(at, "has no name"))?;
+        .ok_or_else(|| body_error(at, "has no name"))?;
     if let Some(key) = fields.keys().find(|k| {
         !matches!(k.as_str(), "name" | "part" | "id" | "extension") && !k.starts_with("value")
     }) {
-        return Err(at_error(
+        return Err(body_error(
             at,
             format!("'{name}' has '{key}', which an $import parameter cannot have"),
         ));
@@ -421,14 +406,6 @@ fn parameter_error(
     ApiError::Invalid {
         code,
         message: format!("{at} ({name}): {message}"),
-        expression: Some(at.to_owned()),
-    }
-}
-
-fn at_error(at: &str, message: impl std::fmt::Display) -> ApiError {
-    ApiError::Invalid {
-        code: IssueType::Invalid,
-        message: format!("{at} {message}"),
         expression: Some(at.to_owned()),
     }
 }
