@@ -389,8 +389,6 @@ impl Apply<'_> {
             last_updated,
             deleted,
         };
-        self.stage(index, item, &meta, &origin);
-        self.mark_left(item, resource.versions.as_ref(), &meta, &origin.patients);
         // The highest version, also when this line evicted the one `C` had.
         let highest = resource.versions.as_ref().is_none_or(|versions| {
             versions
@@ -398,21 +396,7 @@ impl Apply<'_> {
                 .next()
                 .is_none()
         });
-        if highest {
-            let was_live = resource.current.as_ref().is_some_and(|c| !c.meta.deleted);
-            self.set_current(item, was_live, &meta, &origin, resource);
-        }
-        resource.versions.get_or_insert_default().insert(
-            version,
-            Slot {
-                last_updated,
-                deleted,
-                origin: Some(origin),
-                body_patients: None,
-                item: Some(index),
-            },
-        );
-        ImportOutcome::Written(meta)
+        self.place(index, item, meta, origin, highest, resource)
     }
 
     /// Puts `item` in the place of the version this session wrote there
@@ -479,19 +463,35 @@ impl Apply<'_> {
             last_updated,
             deleted,
         };
+        let current = resource
+            .current
+            .as_ref()
+            .is_some_and(|current| current.meta.version == version);
+        self.place(index, item, meta, origin, current, resource)
+    }
+
+    /// Stages a version, the compartment markers it implies and its slot;
+    /// `current`: it becomes the resource's `C`.
+    fn place(
+        &mut self,
+        index: usize,
+        item: &ImportItem,
+        meta: VersionMeta,
+        origin: Origin,
+        current: bool,
+        resource: &mut Resource,
+    ) -> ImportOutcome {
         self.stage(index, item, &meta, &origin);
         self.mark_left(item, resource.versions.as_ref(), &meta, &origin.patients);
-        if let Some(current) = &resource.current
-            && current.meta.version == version
-        {
-            let was_live = !current.meta.deleted;
+        if current {
+            let was_live = resource.current.as_ref().is_some_and(|c| !c.meta.deleted);
             self.set_current(item, was_live, &meta, &origin, resource);
         }
         resource.versions.get_or_insert_default().insert(
-            version,
+            meta.version,
             Slot {
-                last_updated,
-                deleted,
+                last_updated: meta.last_updated,
+                deleted: meta.deleted,
                 origin: Some(origin),
                 body_patients: None,
                 item: Some(index),
