@@ -25,6 +25,14 @@ const DEFAULTS: [&str; 4] = [
 
 const GUEST_WORKSPACES: [&str; 3] = ["plugins", "examples/plugins", "tests/plugins"];
 
+/// Codegen flags for every guest workspace, here rather than in their
+/// `.cargo/config.toml` (which cargo reads from the working directory, not
+/// the manifest's). `simd128` gives `memchr` (fhir-search's line scan) its
+/// 16-byte path; the engine accepts SIMD (host/src/plugins/runtime.rs).
+/// Editing this file reruns the script, and cargo rebuilds the guests when
+/// their flags change.
+const GUEST_RUSTFLAGS: &str = r#"target.wasm32-wasip2.rustflags=["-Ctarget-feature=+simd128"]"#;
+
 fn main() {
     let manifest_dir =
         PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
@@ -72,6 +80,7 @@ fn build_guests(manifest: &Path, target_dir: &Path) {
         .arg(manifest)
         .arg("--target-dir")
         .arg(target_dir)
+        .args(["--config", GUEST_RUSTFLAGS])
         // Cargo reads the build script's stdout for directives.
         .stdout(Stdio::null());
     for (key, _) in env::vars_os() {

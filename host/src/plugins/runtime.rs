@@ -189,6 +189,9 @@ fn new_engine(fuel: bool) -> Result<Engine, PluginError> {
     let mut config = Config::new();
     config.epoch_interruption(true);
     config.consume_fuel(fuel);
+    // The default guests are built with simd128 (host/build.rs). On by
+    // default; stated so that no configuration change refuses them.
+    config.wasm_simd(true);
     let engine = Engine::new(&config).map_err(|e| fail(e.to_string()))?;
     // Deadlines are counted in ticks of this thread; it ends with the engine.
     let weak = engine.weak();

@@ -288,12 +288,17 @@ impl Filter {
         Ok(true)
     }
 
+    /// The keys are element names, which have no `\\`: a raw key equal to
+    /// one is that key, and only a raw key with escapes needs decoding.
     fn slot_of(&self, key: &[u8]) -> Option<usize> {
-        if key.contains(&b'\\') {
-            let key = json::decode(key)?;
-            return self.keys.iter().position(|k| *k == key);
+        if let Some(i) = self.keys.iter().position(|k| k.as_bytes() == key) {
+            return Some(i);
         }
-        self.keys.iter().position(|k| k.as_bytes() == key)
+        if !json::has_escape(key) {
+            return None;
+        }
+        let key = json::decode(key)?;
+        self.keys.iter().position(|k| *k == key)
     }
 }
 
