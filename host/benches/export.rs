@@ -4,6 +4,7 @@
 //! cargo bench -p hearth --bench export                 # factors 1 and 10
 //! cargo bench -p hearth --bench export -- --factor 1
 //! cargo bench -p hearth --bench export -- --azurite    # to Azure Blob (Azurite)
+//! cargo bench -p hearth --bench export -- --store-dir DIR  # keep the loaded stores in DIR, reuse them
 //! ```
 //!
 //! For each factor: generate the scaled Synthea set (`hearth::dataset::scale`),
@@ -14,7 +15,12 @@
 //!    default type-filter plugin (the same types, so the ratio isolates the
 //!    filter's cost);
 //! 3. `Group/{id}/$export` of a Group of every tenth Patient (10%, PUT over
-//!    HTTP), against the system export's time.
+//!    HTTP), against the system export's time: medians of alternating runs,
+//!    timed by the client and by the server's job records (created to
+//!    finished), then once more on a fresh server for its own peak RSS.
+//!
+//! Every export's status is polled at the same short interval, so polling
+//! adds about as much to a short export as to a long one.
 //!
 //! MB/s counts the bytes of the NDJSON files written; peak RSS is the server
 //! process's `VmHWM`, read from /proc before it is stopped. Loading is not
@@ -33,6 +39,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant as Clock};
 
 use hearth::dataset;
+use hearth::fhir::ResourceType;
+use hearth::store::Store;
 use hearth::store::sled::SledStore;
 use serde_json::Value;
 
@@ -40,8 +48,12 @@ const TARGET_MB_S: f64 = 250.0;
 const TARGET_RSS_MB: f64 = 300.0;
 const TARGET_FILTER_RATIO: f64 = 1.5;
 const TARGET_GROUP_RATIO: f64 = 0.15;
+const GROUP_EXPORT: &str = "/Group/bench-tenth/$export";
 /// Alternating system and Group exports whose medians give the ratio.
 const RATIO_ROUNDS: usize = 3;
+/// Status poll interval, the same for every export: a coarser one adds up
+/// to its length to each time, a larger share of a short export's.
+const POLL: Duration = Duration::from_millis(5);
 const SOURCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/synthea-100");
 
 struct Server {
@@ -97,7 +109,10 @@ impl Drop for Server {
 }
 
 struct Run {
+    /// Kick-off to manifest, as the client sees it.
     secs: f64,
+    /// Created to finished, as the server recorded the job.
+    job_secs: f64,
     resources: u64,
     bytes: u64,
 }
@@ -133,33 +148,72 @@ fn export_job(client: &reqwest::blocking::Client, server: &Server, path: &str) -
         .to_str()
         .expect("url")
         .to_owned();
-    let mut wait = Duration::from_millis(10);
     let manifest: Value = loop {
         let poll = client.get(&status_url).send().expect("poll");
         match poll.status().as_u16() {
             200 => break poll.json().expect("manifest"),
-            202 => {
-                std::thread::sleep(wait);
-                wait = (wait * 2).min(Duration::from_millis(50));
-            }
+            202 => std::thread::sleep(POLL),
             other => panic!("export failed with {other}: {:?}", poll.text()),
         }
     };
     let secs = t.elapsed().as_secs_f64();
     let job = status_url.rsplit('/').next().unwrap_or_default().to_owned();
+    let job_secs = job_secs(client, server, &job);
     let output = manifest["output"].as_array().cloned().unwrap_or_default();
     let resources = output.iter().filter_map(|o| o["count"].as_u64()).sum();
     let run = Run {
         secs,
+        job_secs,
         resources,
         bytes: 0,
     };
     (run, job)
 }
 
+/// The server's own record of job `job`: created (at kick-off) to finished,
+/// in seconds (millisecond instants), from the operator's job list.
+fn job_secs(client: &reqwest::blocking::Client, server: &Server, job: &str) -> f64 {
+    let list: Value = client
+        .get(format!("{}/_operations/export", server.base))
+        .send()
+        .and_then(|r| r.json())
+        .expect("job list");
+    let record = list["exports"]
+        .as_array()
+        .and_then(|jobs| jobs.iter().find(|j| j["id"] == job))
+        .unwrap_or_else(|| panic!("job {job} not in {list}"));
+    let instant = |field: &str| {
+        let text = record[field]
+            .as_str()
+            .unwrap_or_else(|| panic!("{field} of {record}"));
+        hearth::fhir::Instant::parse(text)
+            .unwrap_or_else(|e| panic!("{field} of {record}: {e}"))
+            .as_millis()
+    };
+    (instant("finished") - instant("created")) as f64 / 1e3
+}
+
 fn median(secs: &mut [f64]) -> f64 {
     secs.sort_by(f64::total_cmp);
     secs[secs.len() / 2]
+}
+
+/// The medians of the client's and the server's times of `runs`.
+fn medians(runs: &[Run]) -> (f64, f64) {
+    let mut client: Vec<f64> = runs.iter().map(|r| r.secs).collect();
+    let mut server: Vec<f64> = runs.iter().map(|r| r.job_secs).collect();
+    (median(&mut client), median(&mut server))
+}
+
+/// A Group export of a tenth of the patients against the system export.
+struct Ratio {
+    members: usize,
+    resources: u64,
+    /// Medians, (kick-off to manifest, job created to finished).
+    group: (f64, f64),
+    system: (f64, f64),
+    /// Peak RSS of a server that ran only the Group export.
+    group_rss: f64,
 }
 
 fn dir_bytes(dir: &Path) -> u64 {
@@ -172,6 +226,12 @@ fn dir_bytes(dir: &Path) -> u64 {
                 .sum()
         })
         .unwrap_or(0)
+}
+
+/// The value after flag `name`, if given.
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.windows(2).find(|w| w[0] == name).map(|w| w[1].clone())
 }
 
 fn factors() -> Vec<u32> {
@@ -193,18 +253,24 @@ fn main() {
         return blob_main();
     }
     let tmp = tempfile::tempdir().expect("temp dir");
+    let kept = arg("--store-dir").map(PathBuf::from);
+    let root = kept.as_deref().unwrap_or(tmp.path());
     let client = reqwest::blocking::Client::new();
     let mut rows = Vec::new();
     for factor in factors() {
         let data = tmp.path().join(format!("data-x{factor}"));
-        let store_dir: PathBuf = tmp.path().join(format!("store-x{factor}"));
-        dataset::scale(Path::new(SOURCE), factor, &data).expect("generate");
-        let group = tenth_of_the_patients(&data);
-        {
+        let store_dir: PathBuf = root.join(format!("store-x{factor}"));
+        let loaded = store_dir.join("bench-loaded");
+        let group = {
             let store = SledStore::open(&store_dir).expect("open store");
-            dataset::load(&store, &data, 1000).expect("load");
-        }
-        let _ = std::fs::remove_dir_all(&data);
+            if !loaded.exists() {
+                dataset::scale(Path::new(SOURCE), factor, &data).expect("generate");
+                dataset::load(&store, &data, 1000).expect("load");
+                let _ = std::fs::remove_dir_all(&data);
+                std::fs::write(&loaded, b"").expect("mark the store loaded");
+            }
+            tenth_of_the_patients(&store)
+        };
         let server = Server::start(&store_dir);
         let export_dir = store_dir.join("exports");
         let all = export(&client, &server, &export_dir, "/$export");
@@ -215,7 +281,6 @@ fn main() {
             &export_dir,
             "/$export?_type=Observation&_typeFilter=Observation%3Fstatus%3Dfinal%26category%3Dvital-signs",
         );
-        let members = group["member"].as_array().map_or(0, Vec::len);
         let put = client
             .put(format!("{}/Group/bench-tenth", server.base))
             .header("Content-Type", "application/fhir+json")
@@ -225,18 +290,30 @@ fn main() {
         assert!(put.status().is_success(), "{:?}", put.text());
         // The ratio is taken on medians of alternating runs: on a shared
         // machine one run of either can be off by a factor of two.
-        let mut system_secs = vec![all.secs];
-        let mut group_secs = Vec::new();
-        let mut grouped = export(&client, &server, &export_dir, "/Group/bench-tenth/$export");
-        group_secs.push(grouped.secs);
-        for _ in 1..RATIO_ROUNDS {
-            system_secs.push(export(&client, &server, &export_dir, "/$export").secs);
-            grouped = export(&client, &server, &export_dir, "/Group/bench-tenth/$export");
-            group_secs.push(grouped.secs);
+        let mut system = vec![all];
+        let mut grouped = Vec::new();
+        for round in 0..RATIO_ROUNDS {
+            if round > 0 {
+                system.push(export(&client, &server, &export_dir, "/$export"));
+            }
+            grouped.push(export(&client, &server, &export_dir, GROUP_EXPORT));
         }
-        grouped.secs = median(&mut group_secs);
-        let system_median = median(&mut system_secs);
         let rss = server.peak_rss_mb();
+        drop(server);
+        // The Group export's own peak: a fresh server that runs only it.
+        let group_rss = {
+            let server = Server::start(&store_dir);
+            export(&client, &server, &export_dir, GROUP_EXPORT);
+            server.peak_rss_mb()
+        };
+        let ratio = Ratio {
+            members: group["member"].as_array().map_or(0, Vec::len),
+            resources: grouped[0].resources,
+            group: medians(&grouped),
+            system: medians(&system),
+            group_rss,
+        };
+        let all = system.swap_remove(0);
         eprintln!(
             "x{factor}: {} resources, {:.1} MB in {:.2} s",
             all.resources,
@@ -244,17 +321,10 @@ fn main() {
             all.secs
         );
         eprintln!(
-            "x{factor}: Group of {members} patients: {} resources in {:.2} s",
-            grouped.resources, grouped.secs
+            "x{factor}: Group of {} patients: {} resources in {:.2} s",
+            ratio.members, ratio.resources, ratio.group.0
         );
-        rows.push((
-            factor,
-            all,
-            plain,
-            filtered,
-            rss,
-            (members, grouped, system_median),
-        ));
+        rows.push((factor, all, plain, filtered, rss, ratio));
     }
     println!(
         "\n`cargo bench -p hearth --bench export` (system level, kick-off to manifest, real server over 127.0.0.1)\n"
@@ -279,35 +349,43 @@ fn main() {
         );
     }
     println!(
-        "\n| scale | Group members | resources | Group export s (median of {RATIO_ROUNDS}) | system export s (median of {RATIO_ROUNDS}) | Group / system |"
+        "\n| scale | Group members | resources | Group export s | system export s | Group / system | by the server's job records: Group s / system s | Group / system | Group export alone: peak RSS MB |"
     );
-    println!("|---|---:|---:|---:|---:|---:|");
-    for (factor, _, _, _, _, (members, grouped, system)) in &rows {
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (factor, _, _, _, _, r) in &rows {
         println!(
-            "| ×{factor} | {members} | {} | {:.2} | {system:.2} | {:.1}% |",
-            grouped.resources,
-            grouped.secs,
-            100.0 * grouped.secs / system
+            "| ×{factor} | {} | {} | {:.3} | {:.3} | {:.1}% | {:.3} / {:.3} | {:.1}% | {:.0} |",
+            r.members,
+            r.resources,
+            r.group.0,
+            r.system.0,
+            100.0 * r.group.0 / r.system.0,
+            r.group.1,
+            r.system.1,
+            100.0 * r.group.1 / r.system.1,
+            r.group_rss,
         );
     }
+    println!(
+        "\nMedians of {RATIO_ROUNDS} alternating system and Group exports; kick-off to manifest with a {} ms status poll, and created to finished as the server recorded the jobs.",
+        POLL.as_millis()
+    );
     println!(
         "\nTargets: ≥ {TARGET_MB_S} MB/s; peak RSS < {TARGET_RSS_MB} MB and not growing with data size; filtered within {TARGET_FILTER_RATIO}× of unfiltered; a Group of 10% of the patients within {:.0}% of the system export.",
         TARGET_GROUP_RATIO * 100.0
     );
 }
 
-/// A Group of every tenth Patient of the generated set (sorted by id).
-fn tenth_of_the_patients(data: &Path) -> Value {
-    let mut ids: Vec<String> = dataset::read_dir_resources(data)
-        .expect("generated set")
-        .filter_map(|item| {
-            let (rtype, line) = item.expect("generated line");
-            if rtype.as_str() != "Patient" {
-                return None;
-            }
-            let patient: Value = serde_json::from_slice(&line).expect("JSON");
-            patient["id"].as_str().map(str::to_owned)
-        })
+/// A Group of every tenth Patient of the loaded set (sorted by id).
+fn tenth_of_the_patients(store: &SledStore) -> Value {
+    let patient = ResourceType::parse("Patient").expect("Patient type");
+    let now = store.now().expect("store instant");
+    let mut ids: Vec<String> = store
+        .scan_type(patient, now, None)
+        .expect("scan Patients")
+        .map(|v| v.expect("Patient version"))
+        .filter(|v| !v.meta.deleted)
+        .map(|v| v.id.into_string())
         .collect();
     ids.sort();
     let member: Vec<Value> = ids

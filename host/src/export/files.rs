@@ -13,7 +13,7 @@
 //! may exceed a limit by the versions of one resource, and one line larger
 //! than the byte limit gets a file of its own.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 
 use crate::destinations::{Destination, DestinationError, Folder, PendingFile};
 use crate::fhir::ResourceType;
@@ -291,6 +291,74 @@ impl<'a> Stream<'a> {
         self.state.last = Some(last);
         Ok(())
     }
+}
+
+/// Most files one unit commits at once when it ends.
+const COMMIT_THREADS: usize = 8;
+
+/// Commits the open file of every stream `streams` yields, several at a
+/// time and while the caller goes on producing the next ones (flushing
+/// their last batch): a commit mostly waits for the disk (sync, rename,
+/// directory sync), and a Patient/Group unit ends with a file open per type
+/// it wrote, which one after the other took longer than the unit's scan of
+/// a small Group. `expected` (how many may have a file open) bounds the
+/// threads. The first failure is returned; the unit then aborts what is
+/// still open.
+pub fn finish_all<'s, 'a: 's>(
+    expected: usize,
+    streams: impl Iterator<Item = Result<&'s mut Stream<'a>, ExportError>>,
+) -> Result<(), ExportError> {
+    let threads = expected.min(COMMIT_THREADS);
+    if threads <= 1 {
+        for stream in streams {
+            stream?.finish()?;
+        }
+        return Ok(());
+    }
+    let (send, receive) = mpsc::channel::<&'s mut Stream<'a>>();
+    let receive = Mutex::new(receive);
+    let next = || {
+        receive
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .recv()
+            .ok()
+    };
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    while let Some(stream) = next() {
+                        stream.finish()?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        let mut produced = Ok(());
+        for stream in streams {
+            match stream {
+                // Sending fails only once every worker has ended, each
+                // with an error: theirs is the one returned.
+                Ok(stream) if stream.open.is_some() => {
+                    if send.send(stream).is_err() {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    produced = Err(e);
+                    break;
+                }
+            }
+        }
+        drop(send);
+        let committed = workers.into_iter().try_for_each(|w| {
+            w.join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        });
+        produced.and(committed)
+    })
 }
 
 /// The job's folder at the destination: `<job-id>`, or with `_container`

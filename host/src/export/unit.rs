@@ -16,7 +16,7 @@ use super::checkpoint::{Checkpoint, Position, StreamState, UnitState};
 use super::deleted;
 use super::elements::subset;
 use super::error::ExportError;
-use super::files::{Kind, Lines, Stream, Target};
+use super::files::{Kind, Lines, Stream, Target, finish_all};
 use super::patients::Patients;
 use super::plan::{Plan, REFERENCED_UNIT, Unit, Work};
 use super::select::{Emit, select};
@@ -82,8 +82,6 @@ struct Lane<'a> {
     /// Body bytes in `buffer`.
     buffered: usize,
     stream: Stream<'a>,
-    /// Reused between batches.
-    lines: Lines,
 }
 
 impl<'a> Lane<'a> {
@@ -93,7 +91,6 @@ impl<'a> Lane<'a> {
             buffer: Vec::new(),
             buffered: 0,
             stream,
-            lines: Lines::default(),
         }
     }
 
@@ -104,19 +101,22 @@ impl<'a> Lane<'a> {
             .or_else(|| self.buffer.first().map(|p| &p.floor))
     }
 
-    /// Filters, renders and writes the batch; whether a file was committed.
-    /// The references of the lines written to resources of the plan's
-    /// referenced types go into `referenced`.
+    /// Filters, renders (into `lines`, the unit's scratch) and writes the
+    /// batch; whether a file was committed. The references of the lines
+    /// written to resources of the plan's referenced types go into
+    /// `referenced`.
     fn flush(
         &mut self,
         shared: &Shared,
         referenced: &mut BTreeSet<String>,
+        lines: &mut Lines,
     ) -> Result<bool, ExportError> {
         if self.buffer.is_empty() {
             return Ok(false);
         }
         shared.check()?;
-        let batch = std::mem::take(&mut self.buffer);
+        // Emptied and put back: its capacity serves the next batch.
+        let mut batch = std::mem::take(&mut self.buffer);
         self.buffered = 0;
         let plan = shared.plan;
         let verdicts = if plan.filters.applies(self.rtype) {
@@ -129,21 +129,22 @@ impl<'a> Lane<'a> {
         } else {
             vec![true; batch.len()]
         };
-        self.lines.clear();
+        lines.clear();
         // Only compartment resources (not the referenced ones themselves,
         // nor deletions) bring referenced resources in.
         let collect = !plan.referenced.is_empty()
             && !plan.referenced.contains(&self.rtype)
             && !matches!(self.stream.kind(), Kind::Deleted(_));
-        for (p, keep) in batch.into_iter().zip(verdicts) {
+        for (p, keep) in batch.drain(..).zip(verdicts) {
             if keep {
                 if collect {
                     references_to(p.emit.body(), &plan.referenced, referenced);
                 }
-                render(self.rtype, plan, &p.emit, &mut self.lines, p.pos, p.floor)?;
+                render(self.rtype, plan, &p.emit, lines, p.pos, p.floor)?;
             }
         }
-        self.stream.write(&self.lines)
+        self.buffer = batch;
+        self.stream.write(lines)
     }
 }
 
@@ -207,6 +208,9 @@ pub struct UnitRun<'a> {
     deleted: BTreeMap<ResourceType, Lane<'a>>,
     /// `Type/id` of referenced resources to export (see `UnitState`).
     referenced: BTreeSet<String>,
+    /// Every lane's batch is rendered here in turn: one buffer per unit,
+    /// however many types it writes.
+    lines: Lines,
 }
 
 impl<'a> UnitRun<'a> {
@@ -225,6 +229,7 @@ impl<'a> UnitRun<'a> {
             output: lanes(state.output, false),
             deleted: lanes(state.deleted, true),
             referenced: state.referenced,
+            lines: Lines::default(),
         }
     }
 
@@ -270,9 +275,7 @@ impl<'a> UnitRun<'a> {
                 id: cur.id.as_str().to_owned(),
             };
             let id = cur.id.clone();
-            for emit in select(snapshot, cur, &window)? {
-                self.push(rtype, emit, &pos)?;
-            }
+            self.push_all(rtype, select(snapshot, cur, &window)?, pos)?;
             self.cursor = Some(id.into_string());
         }
         Ok(())
@@ -310,9 +313,7 @@ impl<'a> UnitRun<'a> {
                     id: cur.id.as_str().to_owned(),
                 };
                 let rtype = cur.rtype;
-                for emit in select(snapshot, cur, &window)? {
-                    self.push(rtype, emit, &pos)?;
-                }
+                self.push_all(rtype, select(snapshot, cur, &window)?, pos)?;
             }
             self.cursor = Some(patient.into_string());
         }
@@ -354,16 +355,32 @@ impl<'a> UnitRun<'a> {
                     patient: String::new(),
                     id: key.clone(),
                 };
-                self.push(rtype, Emit::Live(live), &pos)?;
+                self.push(rtype, Emit::Live(live), pos)?;
             }
             self.cursor = Some(key);
         }
         Ok(())
     }
 
+    /// Queues the lines of one resource, all at `pos`.
+    fn push_all(
+        &mut self,
+        rtype: ResourceType,
+        mut emits: Vec<Emit>,
+        pos: Position,
+    ) -> Result<(), ExportError> {
+        let Some(last) = emits.pop() else {
+            return Ok(());
+        };
+        for emit in emits {
+            self.push(rtype, emit, pos.clone())?;
+        }
+        self.push(rtype, last, pos)
+    }
+
     /// Queues one line for its lane, flushing the lane when its batch is
     /// full; lines already in committed files (a resumed scan) are skipped.
-    fn push(&mut self, rtype: ResourceType, emit: Emit, pos: &Position) -> Result<(), ExportError> {
+    fn push(&mut self, rtype: ResourceType, emit: Emit, pos: Position) -> Result<(), ExportError> {
         let deleted = matches!(emit, Emit::Deleted { .. });
         let (shared, unit) = (self.shared, self.unit);
         let floor = self.cursor.clone();
@@ -375,17 +392,13 @@ impl<'a> UnitRun<'a> {
         let lane = lanes
             .entry(rtype)
             .or_insert_with(|| new_lane(shared, unit, rtype, deleted, StreamState::default()));
-        if lane.stream.has(pos) {
+        if lane.stream.has(&pos) {
             return Ok(());
         }
         lane.buffered += emit.body().len();
-        lane.buffer.push(Pending {
-            emit,
-            pos: pos.clone(),
-            floor,
-        });
+        lane.buffer.push(Pending { emit, pos, floor });
         let full = lane.buffer.len() >= shared.batch_lines || lane.buffered >= MAX_BATCH_BYTES;
-        if full && lane.flush(shared, &mut self.referenced)? {
+        if full && lane.flush(shared, &mut self.referenced, &mut self.lines)? {
             self.save(false)?;
         }
         Ok(())
@@ -394,10 +407,21 @@ impl<'a> UnitRun<'a> {
     /// Writes what is left, commits every open file and records the unit
     /// as done.
     fn finish(&mut self) -> Result<(), ExportError> {
-        for lane in self.output.values_mut().chain(self.deleted.values_mut()) {
-            lane.flush(self.shared, &mut self.referenced)?;
-            lane.stream.finish()?;
-        }
+        let (shared, referenced, lines) = (self.shared, &mut self.referenced, &mut self.lines);
+        let lanes: Vec<&mut Lane> = self
+            .output
+            .values_mut()
+            .chain(self.deleted.values_mut())
+            .collect();
+        let expected = lanes
+            .iter()
+            .filter(|l| l.stream.floor().is_some() || !l.buffer.is_empty())
+            .count();
+        let flushed = lanes.into_iter().map(|lane| {
+            lane.flush(shared, referenced, lines)?;
+            Ok(&mut lane.stream)
+        });
+        finish_all(expected, flushed)?;
         self.save(true)
     }
 

@@ -106,3 +106,25 @@ fn a_trapping_sink_fails_the_job_and_leaves_no_files() {
     );
     assert!(env.folder_files(&job).is_empty());
 }
+
+/// At Group level a unit ends with a file open per type and commits them
+/// together: a sink trapping on one type while the others are being
+/// committed still fails the job and leaves nothing behind.
+#[test]
+fn a_sink_trapping_while_a_group_unit_commits_fails_the_job_and_leaves_no_files() {
+    let env = Env::new();
+    fixture(&env);
+    let trap = sink("trapping_sink", None, &[("trap_type", "Observation")]);
+    let (handler, _) = with_sinks(&env, &[("trap", trap)]);
+    let mut r = request(ExportLevel::Group { id: id("g") }, env.now());
+    r.sink = Some("trap".to_owned());
+    let job = env.job(&r);
+    let f = handler.run(&job, &env.context(&job)).unwrap_err();
+    let (status, outcome) = failed_status(&f);
+    assert_eq!(status, 500);
+    assert!(
+        outcome.contains("sinks.trap") && outcome.contains("trapped"),
+        "{outcome}"
+    );
+    assert!(env.folder_files(&job).is_empty());
+}
