@@ -33,9 +33,7 @@
 //! time over the export (utime + stime from /proc/<pid>/stat) against the
 //! wall time is reported as its share, next to the server's.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant as Clock};
 
 use hearth::dataset;
@@ -43,6 +41,9 @@ use hearth::fhir::ResourceType;
 use hearth::store::Store;
 use hearth::store::sled::SledStore;
 use serde_json::Value;
+
+mod support;
+use support::Server;
 
 const TARGET_MB_S: f64 = 250.0;
 const TARGET_RSS_MB: f64 = 300.0;
@@ -55,58 +56,6 @@ const RATIO_ROUNDS: usize = 3;
 /// to its length to each time, a larger share of a short export's.
 const POLL: Duration = Duration::from_millis(5);
 const SOURCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/synthea-100");
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    fn start(data_dir: &Path) -> Server {
-        Self::start_env(data_dir, &[])
-    }
-
-    /// With these `HEARTH_*` settings.
-    fn start_env(data_dir: &Path, env: &[(&str, String)]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start hearth");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the listening line");
-        let base = line
-            .trim()
-            .strip_prefix("hearth: listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
-        Server { child, base }
-    }
-
-    fn peak_rss_mb(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-            .map_or(f64::NAN, |kib| kib / 1024.0)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 struct Run {
     /// Kick-off to manifest, as the client sees it.
@@ -271,7 +220,7 @@ fn main() {
             }
             tenth_of_the_patients(&store)
         };
-        let server = Server::start(&store_dir);
+        let server = Server::start(&store_dir, &[]);
         let export_dir = store_dir.join("exports");
         let all = export(&client, &server, &export_dir, "/$export");
         let plain = export(&client, &server, &export_dir, "/$export?_type=Observation");
@@ -302,7 +251,7 @@ fn main() {
         drop(server);
         // The Group export's own peak: a fresh server that runs only it.
         let group_rss = {
-            let server = Server::start(&store_dir);
+            let server = Server::start(&store_dir, &[]);
             export(&client, &server, &export_dir, GROUP_EXPORT);
             server.peak_rss_mb()
         };
@@ -462,7 +411,7 @@ fn blob_main() {
             accounts: [("bench".to_owned(), azurite.account())].into(),
         })
         .expect("account");
-        let server = Server::start_env(
+        let server = Server::start(
             &store_dir,
             &[
                 (

@@ -22,9 +22,7 @@
 //! peak RSS is the server process's `VmHWM`, read from /proc before it is
 //! stopped. Generating the data is not timed and happens in this process.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant as Clock};
 
 use hearth::azure::emulator::Azurite;
@@ -32,56 +30,12 @@ use hearth::azure::{Accounts, AzureConfig};
 use hearth::dataset;
 use serde_json::{Value, json};
 
+mod support;
+use support::Server;
+
 const TARGET_RES_S: f64 = 60_000.0;
 const TARGET_RSS_MB: f64 = 500.0;
 const SOURCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/synthea-100");
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    fn start(data_dir: &Path, env: &[(&str, String)]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .env("RUST_LOG", "warn")
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start hearth");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the listening line");
-        let base = line
-            .trim()
-            .strip_prefix("hearth: listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
-        Server { child, base }
-    }
-
-    fn peak_rss_mb(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-            .map_or(f64::NAN, |kib| kib / 1024.0)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 struct Run {
     factor: u32,
