@@ -15,3 +15,6 @@ pub mod percent;
 pub mod plugins;
 pub mod server;
 pub mod store;
+
+#[cfg(test)]
+mod tests;

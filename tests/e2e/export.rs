@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::support::{
     ExportFile, FHIR_JSON, FILE_MAX_ENV, Http, LENIENT_HEADERS, MAX_EXPORTS_ENV, Sandbox, Server,
     by_key, count_by_type, deleted_keys, enc, gunzip, key_of, outcome_issues, parameters,
-    version_of, without_server_meta,
+    patient_param, patient_parameters, version_of, without_server_meta,
 };
 
 const LOINC: &str = "http://loinc.org";
@@ -168,6 +168,17 @@ fn last_updated(resource: &Value) -> String {
         .to_owned()
 }
 
+/// Writes Organization/marker; its `lastUpdated` opens a `_since` window.
+async fn open_window(srv: &Http) -> String {
+    let marker = json!({"resourceType": "Organization", "id": "marker"});
+    last_updated(
+        &srv.put("/Organization/marker", &marker)
+            .await
+            .ok(201)
+            .json(),
+    )
+}
+
 // ---------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -275,15 +286,7 @@ async fn kickoff_errors_are_operation_outcomes() {
             400,
         ),
         // `patient` is for Patient and Group level only.
-        (
-            "/$export",
-            parameters(&[(
-                "patient",
-                "valueReference",
-                json!({"reference": "Patient/p0"}),
-            )]),
-            400,
-        ),
+        ("/$export", patient_parameters(["p0"]), 400),
         // Not a Parameters resource.
         (
             "/$export",
@@ -753,16 +756,7 @@ async fn till_until_and_since_with_deletes() {
     srv.load_transactions(&base, 100).await;
     srv.delete("/Patient/sd").await.ok(204); // deleted before the window
     srv.delete("/Patient/sg").await.ok(204); // deleted before, recreated in it
-    // A marker write of another type: its instant opens the window.
-    let marker = srv
-        .put(
-            "/Organization/marker",
-            &json!({"resourceType": "Organization", "id": "marker"}),
-        )
-        .await
-        .ok(201)
-        .json();
-    let since = last_updated(&marker);
+    let since = open_window(&srv).await;
     let (sb2, _) = write("sb", 2).await; // updated in the window
     srv.delete("/Patient/sc").await.ok(204); // deleted in the window
     let (se1, _) = write("se", 1).await; // created in the window
@@ -1216,11 +1210,7 @@ async fn patient_and_group_levels_export_each_resource_once() {
         "Group level",
     );
     // `patient` at Patient level: p1 alone still gets the shared one.
-    let params = parameters(&[(
-        "patient",
-        "valueReference",
-        json!({"reference": "Patient/p1"}),
-    )]);
+    let params = patient_parameters(["p1"]);
     let (_, m) = srv.export_post("/Patient/$export", &params).await;
     assert_output(
         &output(&srv, &m).await,
@@ -1297,16 +1287,8 @@ async fn compartments_and_members_follow_the_snapshot() {
     let (p0, p1, o2) = (res("Patient/p0"), res("Patient/p1"), res("Observation/o2"));
 
     // Patient level, patient=p1, at t1: o1 was p1's.
-    let at = |till: &str| {
-        parameters(&[
-            (
-                "patient",
-                "valueReference",
-                json!({"reference": "Patient/p1"}),
-            ),
-            ("_till", "valueInstant", json!(till)),
-        ])
-    };
+    let at =
+        |till: &str| parameters(&[patient_param("p1"), ("_till", "valueInstant", json!(till))]);
     let (_, m) = srv.export_post("/Patient/$export", &at(&t1)).await;
     assert_output(
         &output(&srv, &m).await,
@@ -1340,15 +1322,7 @@ async fn compartments_and_members_follow_the_snapshot() {
 
     // `_since` at Group level: o2 (p0's) and e2 (p2's, not a member) are
     // deleted in the window; only o2 is listed.
-    let marker = srv
-        .put(
-            "/Organization/marker",
-            &json!({"resourceType": "Organization", "id": "marker"}),
-        )
-        .await
-        .ok(201)
-        .json();
-    let since = last_updated(&marker);
+    let since = open_window(&srv).await;
     srv.delete("/Observation/o2").await.ok(204);
     srv.delete("/Encounter/e2").await.ok(204);
     let (_, m) = srv

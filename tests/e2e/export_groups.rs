@@ -11,8 +11,9 @@ use std::collections::{BTreeSet, HashMap};
 use serde_json::{Value, json};
 
 use crate::support::{
-    ExportFile, Http, Sandbox, check_export_lines, count_by_type, enc, expected_compartments,
-    key_of, outcome_issues, parameters, per_type, read_dataset, references, synthea_dir,
+    Http, Sandbox, check_export_lines, count_by_type, enc, expected_compartments, key_of,
+    outcome_issues, patient_ids, patient_parameters, patients_of, per_type, read_dataset,
+    references, synthea_dir,
 };
 
 const MEMBER_FILTER: &str = "http://hl7.org/fhir/uv/bulkdata/StructureDefinition/member-filter";
@@ -30,12 +31,7 @@ struct World {
 impl World {
     fn load() -> World {
         let data = read_dataset(&synthea_dir());
-        let mut patients: Vec<String> = data
-            .iter()
-            .filter(|(t, _)| t == "Patient")
-            .map(|(_, r)| r["id"].as_str().unwrap().to_owned())
-            .collect();
-        patients.sort();
+        let patients = patients_of(&data);
         World { data, patients }
     }
 
@@ -157,35 +153,50 @@ async fn put_group(srv: &Http, world: &mut World, group: Value) -> String {
         .to_owned()
 }
 
-fn patient_ids(files: &[ExportFile]) -> BTreeSet<String> {
-    files
-        .iter()
-        .filter(|f| f.rtype == "Patient")
-        .flat_map(|f| f.lines.iter().map(|l| l["id"].as_str().unwrap().to_owned()))
-        .collect()
+/// What one export must have written.
+struct Expect<'a> {
+    /// Names the export in failure messages.
+    what: &'a str,
+    /// The output, exactly (content, no duplicates, per-type counts).
+    output: &'a BTreeSet<String>,
+    /// The exported Patients, exactly, when given.
+    members: Option<BTreeSet<String>>,
+    /// How many issues the error file has, each a warning.
+    warnings: usize,
 }
 
-/// The export's output is exactly `expected` (content, no duplicates, per
-/// type counts), its Patients exactly `members`, and its error file has
-/// exactly `warnings` issues, each a warning.
-async fn check(
-    srv: &Http,
-    world: &World,
-    manifest: &Value,
-    expected: &BTreeSet<String>,
-    members: Option<&BTreeSet<String>>,
-    warnings: usize,
-    what: &str,
-) -> Vec<Value> {
+impl<'a> Expect<'a> {
+    fn output(what: &'a str, output: &'a BTreeSet<String>) -> Self {
+        Expect {
+            what,
+            output,
+            members: None,
+            warnings: 0,
+        }
+    }
+
+    fn members(what: &'a str, output: &'a BTreeSet<String>, members: &[String]) -> Self {
+        Expect {
+            members: Some(members.iter().cloned().collect()),
+            ..Expect::output(what, output)
+        }
+    }
+}
+
+/// Checks the export of `manifest` against `expect`; returns the error
+/// file's issues.
+async fn check(srv: &Http, world: &World, manifest: &Value, expect: Expect<'_>) -> Vec<Value> {
+    let Expect {
+        what,
+        output,
+        members,
+        warnings,
+    } = expect;
     let sources = world.sources();
-    let files = check_export_lines(srv, manifest, &sources, expected, what).await;
-    assert_eq!(
-        count_by_type(&files),
-        per_type(expected),
-        "{what}: per type"
-    );
+    let files = check_export_lines(srv, manifest, &sources, output, what).await;
+    assert_eq!(count_by_type(&files), per_type(output), "{what}: per type");
     if let Some(members) = members {
-        assert_eq!(&patient_ids(&files), members, "{what}: exported Patients");
+        assert_eq!(patient_ids(&files), members, "{what}: exported Patients");
     }
     let issues = outcome_issues(&srv.files(manifest, "error").await);
     assert_eq!(issues.len(), warnings, "{what}: error file {issues:?}");
@@ -194,10 +205,6 @@ async fn check(
         "{what}: {issues:?}"
     );
     issues
-}
-
-fn set(ids: &[String]) -> BTreeSet<String> {
-    ids.iter().cloned().collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -214,16 +221,8 @@ async fn group_exports_of_synthea() {
     put_group(&srv, &mut world, actual("payer", patient_members(&insured))).await;
     let (_, m) = srv.export("/Group/payer/$export").await;
     let expected = world.compartments(&insured);
-    check(
-        &srv,
-        &world,
-        &m,
-        &expected,
-        Some(&set(&insured)),
-        0,
-        "by payer",
-    )
-    .await;
+    let expect = Expect::members("by payer", &expected, &insured);
+    check(&srv, &world, &m, expect).await;
     for t in ["Practitioner", "Organization"] {
         assert!(
             !expected.iter().any(|k| k.starts_with(t)),
@@ -241,7 +240,8 @@ async fn group_exports_of_synthea() {
     let women = world.women();
     let (_, m) = srv.export("/Group/women/$export").await;
     let expected = world.compartments(&women);
-    check(&srv, &world, &m, &expected, Some(&set(&women)), 0, "women").await;
+    let expect = Expect::members("women", &expected, &women);
+    check(&srv, &world, &m, expect).await;
     let query = format!("Condition?code={HYPERTENSION}");
     put_group(
         &srv,
@@ -264,16 +264,8 @@ async fn group_exports_of_synthea() {
         .into_iter()
         .filter(|k| k.starts_with("Patient/") || k.starts_with("Condition/"))
         .collect();
-    check(
-        &srv,
-        &world,
-        &m,
-        &expected,
-        Some(&set(&both)),
-        0,
-        "hypertensive women",
-    )
-    .await;
+    let expect = Expect::members("hypertensive women", &expected, &both);
+    check(&srv, &world, &m, expect).await;
 
     // Gender and birthdate: the engine must support `birthdate=lt`; one
     // that does not refuses the Group at kick-off (400 naming the query),
@@ -294,16 +286,8 @@ async fn group_exports_of_synthea() {
         let status = resp.accepted(&srv.base);
         let m = srv.await_manifest(&status, None).await;
         let expected = world.compartments(&older);
-        check(
-            &srv,
-            &world,
-            &m,
-            &expected,
-            Some(&set(&older)),
-            0,
-            "older women",
-        )
-        .await;
+        let expect = Expect::members("older women", &expected, &older);
+        check(&srv, &world, &m, expect).await;
     } else {
         resp.outcome(400);
         let text = resp.text();
@@ -349,16 +333,11 @@ async fn group_exports_of_synthea() {
     let nested: Vec<String> = a[..3].iter().chain(b).chain([&a[5]]).cloned().collect();
     let (_, m) = srv.export("/Group/cohort-a/$export").await;
     let expected = world.compartments(&nested);
-    let issues = check(
-        &srv,
-        &world,
-        &m,
-        &expected,
-        Some(&set(&nested)),
-        3,
-        "nested",
-    )
-    .await;
+    let expect = Expect {
+        warnings: 3,
+        ..Expect::members("nested", &expected, &nested)
+    };
+    let issues = check(&srv, &world, &m, expect).await;
     let text = serde_json::to_string(&issues).unwrap();
     for reported in [
         "Patient/not-in-the-store",
@@ -371,7 +350,7 @@ async fn group_exports_of_synthea() {
     // Empty: nothing, never "all patients".
     put_group(&srv, &mut world, actual("empty", Vec::new())).await;
     let (_, m) = srv.export("/Group/empty/$export").await;
-    check(&srv, &world, &m, &BTreeSet::new(), None, 0, "empty").await;
+    check(&srv, &world, &m, Expect::output("empty", &BTreeSet::new())).await;
     assert_eq!(m["output"], json!([]));
 
     // A missing Group: 404 at kick-off.
@@ -381,26 +360,13 @@ async fn group_exports_of_synthea() {
 
     // `patient` narrows to members; a non-member is an error.
     let two = [insured[0].clone(), insured[insured.len() - 1].clone()];
-    let params = parameters(
-        &two.iter()
-            .map(|p| {
-                (
-                    "patient",
-                    "valueReference",
-                    json!({"reference": format!("Patient/{p}")}),
-                )
-            })
-            .collect::<Vec<_>>(),
-    );
+    let params = patient_parameters(&two);
     let (_, m) = srv.export_post("/Group/payer/$export", &params).await;
     let expected = world.compartments(&two);
-    check(&srv, &world, &m, &expected, Some(&set(&two)), 0, "patient=").await;
+    let expect = Expect::members("patient=", &expected, &two);
+    check(&srv, &world, &m, expect).await;
     let outsider = patients.iter().find(|p| !insured.contains(p)).unwrap();
-    let params = parameters(&[(
-        "patient",
-        "valueReference",
-        json!({"reference": format!("Patient/{outsider}")}),
-    )]);
+    let params = patient_parameters([outsider]);
     let status = srv
         .kickoff_post("/Group/payer/$export", &params)
         .await
@@ -439,22 +405,14 @@ async fn group_exports_of_synthea() {
             }
         })
         .collect();
-    let insured_women: BTreeSet<String> = insured
+    let insured_women: Vec<String> = insured
         .iter()
         .filter(|p| world.patient(p)["gender"] == "female")
         .cloned()
         .collect();
     assert!(expected.iter().any(|k| k.starts_with("Observation/")));
-    check(
-        &srv,
-        &world,
-        &m,
-        &expected,
-        Some(&insured_women),
-        0,
-        "_typeFilter",
-    )
-    .await;
+    let expect = Expect::members("_typeFilter", &expected, &insured_women);
+    check(&srv, &world, &m, expect).await;
 
     // `_since`: a patient joins the payer Group and an old member's
     // Observation changes after it. The new member's compartment comes
@@ -489,16 +447,8 @@ async fn group_exports_of_synthea() {
     expected.insert("Group/payer".into());
     expected.insert(changed_key);
     assert!(expected.len() > 10, "the new member has a history");
-    check(
-        &srv,
-        &world,
-        &m,
-        &expected,
-        Some(&set(std::slice::from_ref(&joined))),
-        0,
-        "_since",
-    )
-    .await;
+    let expect = Expect::members("_since", &expected, std::slice::from_ref(&joined));
+    check(&srv, &world, &m, expect).await;
     assert!(m["deleted"].as_array().is_none_or(Vec::is_empty));
 
     let status = srv.terminate().await;
@@ -562,16 +512,8 @@ async fn referenced_resources_join_group_exports_when_configured() {
         "the oracle selects, it does not take every Practitioner"
     );
     let expected: BTreeSet<String> = compartments.union(&extra).cloned().collect();
-    check(
-        &srv,
-        &world,
-        &m,
-        &expected,
-        Some(&set(&insured)),
-        0,
-        "referenced",
-    )
-    .await;
+    let expect = Expect::members("referenced", &expected, &insured);
+    check(&srv, &world, &m, expect).await;
 
     // `_type` decides which referenced types join, and from what.
     let (_, m) = srv
@@ -584,20 +526,13 @@ async fn referenced_resources_join_group_exports_when_configured() {
         .collect();
     let extra = referenced(&world, &encounters, &["Practitioner"]);
     let expected: BTreeSet<String> = encounters.union(&extra).cloned().collect();
-    check(&srv, &world, &m, &expected, None, 0, "referenced, _type").await;
+    let expect = Expect::output("referenced, _type", &expected);
+    check(&srv, &world, &m, expect).await;
 
     // Not requested by `_type`: none.
     let (_, m) = srv.export("/Group/payer/$export?_type=Encounter").await;
-    check(
-        &srv,
-        &world,
-        &m,
-        &encounters,
-        None,
-        0,
-        "referenced off by _type",
-    )
-    .await;
+    let expect = Expect::output("referenced off by _type", &encounters);
+    check(&srv, &world, &m, expect).await;
 
     let status = srv.terminate().await;
     assert!(status.success(), "SIGTERM: {status}");

@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 
 use crate::support::{
     ExportFile, Http, Sandbox, by_key, check_export_lines, check_reference_paths, count_by_type,
-    count_lines_gz, enc, expected_compartments, key_of, outcome_issues, parameters, per_type,
-    read_dataset, synthea_dir, version_of,
+    count_lines_gz, enc, expected_compartments, key_of, outcome_issues, patient_ids,
+    patient_parameters, patients_of, per_type, read_dataset, synthea_dir, version_of,
 };
 
 /// The default file size: a type's resources roll over to a new file after
@@ -188,12 +188,7 @@ async fn patient_and_group_export_of_synthea() {
     let mut sandbox = Sandbox::new();
     let (srv, mut data, _) = with_synthea(&mut sandbox).await;
     check_reference_paths(&data);
-    let mut patients: Vec<String> = data
-        .iter()
-        .filter(|(t, _)| t == "Patient")
-        .map(|(_, r)| r["id"].as_str().unwrap().to_owned())
-        .collect();
-    patients.sort();
+    let patients = patients_of(&data);
     assert_eq!(patients.len(), 100);
     fn union(
         compartments: &HashMap<String, BTreeSet<String>>,
@@ -203,13 +198,6 @@ async fn patient_and_group_export_of_synthea() {
             .flat_map(|p| compartments[p.as_str()].iter().cloned())
             .collect()
     }
-    let patient_ids = |files: &[ExportFile]| -> BTreeSet<String> {
-        files
-            .iter()
-            .filter(|f| f.rtype == "Patient")
-            .flat_map(|f| f.lines.iter().map(|l| l["id"].as_str().unwrap().to_owned()))
-            .collect()
-    };
 
     // Patient level: every compartment, each resource once, the Patients
     // themselves included, nothing outside any compartment (Device,
@@ -240,18 +228,7 @@ async fn patient_and_group_export_of_synthea() {
 
     // `patient` narrows a Patient-level export.
     let chosen = [&patients[3], &patients[50], &patients[97]];
-    let params = parameters(
-        &chosen
-            .iter()
-            .map(|p| {
-                (
-                    "patient",
-                    "valueReference",
-                    json!({"reference": format!("Patient/{p}")}),
-                )
-            })
-            .collect::<Vec<_>>(),
-    );
+    let params = patient_parameters(chosen);
     let (_, m) = srv.export_post("/Patient/$export", &params).await;
     let expected = union(&compartments, &chosen);
     let files = check_output(&srv, &m, &sources, &expected, "Patient level, patient=").await;
@@ -318,17 +295,7 @@ async fn patient_and_group_export_of_synthea() {
 
     // `patient` narrows a Group-level export to members...
     let two = [members[1], members[12]];
-    let params = parameters(
-        &two.iter()
-            .map(|p| {
-                (
-                    "patient",
-                    "valueReference",
-                    json!({"reference": format!("Patient/{p}")}),
-                )
-            })
-            .collect::<Vec<_>>(),
-    );
+    let params = patient_parameters(two);
     let (_, m) = srv.export_post("/Group/cohort/$export", &params).await;
     check_group_output(
         &srv,
@@ -342,11 +309,7 @@ async fn patient_and_group_export_of_synthea() {
     // ...and a patient that is not a member (the inactive one; one outside
     // the Group) is an error, at kick-off or as the job's final status.
     for outsider in [members[10], &patients[0]] {
-        let params = parameters(&[(
-            "patient",
-            "valueReference",
-            json!({"reference": format!("Patient/{outsider}")}),
-        )]);
+        let params = patient_parameters([outsider]);
         let resp = srv.kickoff_post("/Group/cohort/$export", &params).await;
         let failed = if resp.status == 202 {
             let status = resp.accepted(&srv.base);

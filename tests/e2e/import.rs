@@ -67,6 +67,9 @@ async fn kickoff_rejects_each_bad_parameter_precisely() {
     let format = json!({"name": "inputFormat", "valueString": NDJSON});
     let with =
         |parameters: Vec<Value>| json!({"resourceType": "Parameters", "parameter": parameters});
+    // Importing `a`, with one more parameter.
+    let importing_a_with =
+        |parameter: Value| import_body(None, &[parameter], std::slice::from_ref(&a_input));
     let many: Vec<Value> = (0..10_001)
         .map(|i| import_input(None, &file_url(&dir.join(format!("{i}.ndjson"))), None))
         .collect();
@@ -117,44 +120,28 @@ async fn kickoff_rejects_each_bad_parameter_precisely() {
         ),
         (
             "allowNegativeVersions as a string",
-            import_body(
-                None,
-                &[json!({"name": "allowNegativeVersions", "valueString": "true"})],
-                std::slice::from_ref(&a_input),
-            ),
+            importing_a_with(json!({"name": "allowNegativeVersions", "valueString": "true"})),
             400,
             "Parameters.parameter[1]",
             "valueBoolean",
         ),
         (
             "allowNegativeVersions true",
-            import_body(
-                None,
-                &[json!({"name": "allowNegativeVersions", "valueBoolean": true})],
-                std::slice::from_ref(&a_input),
-            ),
+            importing_a_with(json!({"name": "allowNegativeVersions", "valueBoolean": true})),
             400,
             "Parameters.parameter[1]",
             "versions below 1 cannot be stored",
         ),
         (
             "bad errorContainerName",
-            import_body(
-                None,
-                &[json!({"name": "errorContainerName", "valueString": "../logs"})],
-                std::slice::from_ref(&a_input),
-            ),
+            importing_a_with(json!({"name": "errorContainerName", "valueString": "../logs"})),
             400,
             "Parameters.parameter[1]",
             "container",
         ),
         (
             "unknown parameter",
-            import_body(
-                None,
-                &[json!({"name": "eventualConsistency", "valueBoolean": true})],
-                std::slice::from_ref(&a_input),
-            ),
+            importing_a_with(json!({"name": "eventualConsistency", "valueBoolean": true})),
             400,
             "Parameters.parameter[1]",
             "eventualConsistency",

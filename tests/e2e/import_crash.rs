@@ -10,7 +10,8 @@
 use std::time::{Duration, Instant as Clock};
 
 use crate::support::{
-    IMPORT_SOURCES_ENV, RANGE_BYTES_ENV, Sandbox, import_body, typed_inputs, write_synthea_copies,
+    IMPORT_SOURCES_ENV, RANGE_BYTES_ENV, Sandbox, import_body, imported_count, typed_inputs,
+    write_synthea_copies,
 };
 
 const COPIES: usize = 2;
@@ -82,12 +83,7 @@ async fn sigkill_mid_import_resumes_exactly_once() {
 
         let done = srv.await_import(&status).await;
         assert_eq!(done["error"], serde_json::json!([]), "{mode}: {done}");
-        let imported: u64 = done["output"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|o| o["count"].as_u64().unwrap())
-            .sum();
+        let imported = imported_count(&done);
         let total: u64 = files.iter().map(|f| f.lines).sum();
         assert_eq!(imported, total, "{mode}: {done}");
         let mut per_type = std::collections::BTreeMap::<String, u64>::new();

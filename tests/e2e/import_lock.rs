@@ -17,7 +17,8 @@ use serde_json::{Value, json};
 
 use crate::support::{
     IMPORT_SOURCES_ENV, InputFile, RANGE_BYTES_ENV, Resp, Sandbox, Server, WORKERS_ENV, file_url,
-    import_body, import_input, local_etag, patient, typed_inputs, write_synthea_copies,
+    import_body, import_input, imported_count, local_etag, patient, typed_inputs,
+    write_synthea_copies,
 };
 
 /// Copies of synthea-100 per import (38,472 resources each).
@@ -145,12 +146,7 @@ async fn initial_load_locks_rest_writes_until_it_ends() {
 
     let done = srv.await_import(&status).await;
     let total: u64 = files.iter().map(|f| f.lines).sum();
-    let imported: u64 = done["output"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["count"].as_u64().unwrap())
-        .sum();
+    let imported = imported_count(&done);
     assert_eq!(imported, total, "{done}");
     // Nothing the lock refused was written.
     for id in ["x", "new", "t1", "c"] {
@@ -290,12 +286,7 @@ async fn cancel_running_and_queued_imports() {
 
     let done = srv.await_import(&a).await;
     let expected: u64 = first.iter().map(|f| f.lines).sum();
-    let imported: u64 = done["output"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["count"].as_u64().unwrap())
-        .sum();
+    let imported = imported_count(&done);
     assert_eq!(imported, expected);
     srv.delete(&a).await.outcome(409);
     // The queued one never started.

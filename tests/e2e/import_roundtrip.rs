@@ -22,7 +22,7 @@ use tokio::task::JoinSet;
 
 use crate::support::{
     HistoryVersion, Http, IMPORT_SOURCES_ENV, Sandbox, file_url, import_body, import_input,
-    read_dataset, synthea_dir,
+    imported_count, read_dataset, synthea_dir,
 };
 
 /// Concurrent reads when comparing versions.
@@ -103,12 +103,7 @@ async fn export_with_history_and_deleted_imports_into_an_equal_store() {
         .import(&import_body(Some("IncrementalLoad"), &[], &inputs))
         .await;
     assert_eq!(done["error"], json!([]), "{done}");
-    let imported: u64 = done["output"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["count"].as_u64().unwrap())
-        .sum();
+    let imported = imported_count(&done);
     assert_eq!(imported, lines);
 
     // Equal histories...

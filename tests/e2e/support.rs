@@ -787,6 +787,26 @@ impl ExportFile {
     }
 }
 
+/// The ids of the Patients of a data set, sorted.
+pub fn patients_of(data: &[(String, Value)]) -> Vec<String> {
+    let mut ids: Vec<String> = data
+        .iter()
+        .filter(|(t, _)| t == "Patient")
+        .map(|(_, r)| r["id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// The ids of the Patients exported in `files`.
+pub fn patient_ids(files: &[ExportFile]) -> BTreeSet<String> {
+    files
+        .iter()
+        .filter(|f| f.rtype == "Patient")
+        .flat_map(|f| f.lines.iter().map(|l| l["id"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
 impl Resp {
     /// Asserts an accepted kick-off: 202 and an absolute `Content-Location`
     /// `{base}/_operations/export/{id}`, which is returned.
@@ -826,6 +846,24 @@ pub fn parameters(params: &[(&str, &str, Value)]) -> Value {
         .map(|(name, kind, value)| serde_json::json!({"name": name, *kind: value}))
         .collect();
     serde_json::json!({"resourceType": "Parameters", "parameter": parameter})
+}
+
+/// The lines a finished `$import` wrote: the sum of its `output` counts.
+pub fn imported_count(done: &Value) -> u64 {
+    let output = done["output"].as_array().unwrap();
+    output.iter().map(|o| o["count"].as_u64().unwrap()).sum()
+}
+
+/// The `patient` parameter naming `Patient/{id}`, for [`parameters`].
+pub fn patient_param(id: impl std::fmt::Display) -> (&'static str, &'static str, Value) {
+    let reference = serde_json::json!({"reference": format!("Patient/{id}")});
+    ("patient", "valueReference", reference)
+}
+
+/// A `Parameters` resource naming each of `ids` as a `patient`.
+pub fn patient_parameters<T: std::fmt::Display>(ids: impl IntoIterator<Item = T>) -> Value {
+    let params: Vec<_> = ids.into_iter().map(patient_param).collect();
+    parameters(&params)
 }
 
 /// `application/x-www-form-urlencoded`-style encoding of one query value

@@ -15,6 +15,16 @@ fn entry(full_url: Option<&str>, resource: Value, method: &str, url: &str) -> Va
     e
 }
 
+/// An entry updating `resource` at its own `Type/id`.
+fn put_entry(resource: Value) -> Value {
+    let url = format!(
+        "{}/{}",
+        resource["resourceType"].as_str().unwrap(),
+        resource["id"].as_str().unwrap()
+    );
+    entry(None, resource, "PUT", &url)
+}
+
 fn bundle(kind: &str, entries: Vec<Value>) -> Value {
     json!({"resourceType": "Bundle", "type": kind, "entry": entries})
 }
@@ -157,47 +167,26 @@ async fn failed_transaction_writes_nothing() {
     let before = all_versions(&srv).await;
     assert_eq!(before, [("Patient/existing".to_string(), 1)]);
 
-    // (a) The last entry is not a valid resource.
-    let mut entries = linked_entries();
-    entries.insert(
-        0,
-        entry(
-            None,
+    // A transaction that would write Patient/kept-id and the linked
+    // entries, then fail on `last`.
+    let failing_at = |last: Value| {
+        let mut entries = vec![put_entry(
             json!({"resourceType": "Patient", "id": "kept-id"}),
-            "PUT",
-            "Patient/kept-id",
-        ),
-    );
-    entries.push(entry(
-        None,
-        json!({"resourceType": "Observation", "id": "bad_id"}),
-        "PUT",
-        "Observation/bad_id",
-    ));
-    srv.post("/", &bundle("transaction", entries))
-        .await
-        .outcome(400);
+        )];
+        entries.extend(linked_entries());
+        entries.push(last);
+        bundle("transaction", entries)
+    };
+
+    // (a) The last entry is not a valid resource.
+    let bad = put_entry(json!({"resourceType": "Observation", "id": "bad_id"}));
+    srv.post("/", &failing_at(bad)).await.outcome(400);
 
     // (b) The last entry is a valid resource whose If-Match fails in the store.
-    let mut entries = linked_entries();
-    entries.insert(
-        0,
-        entry(
-            None,
-            json!({"resourceType": "Patient", "id": "kept-id"}),
-            "PUT",
-            "Patient/kept-id",
-        ),
-    );
-    let mut stale = entry(
-        None,
-        json!({"resourceType": "Patient", "id": "existing", "active": false}),
-        "PUT",
-        "Patient/existing",
-    );
+    let mut stale =
+        put_entry(json!({"resourceType": "Patient", "id": "existing", "active": false}));
     stale["request"]["ifMatch"] = json!("W/\"7\"");
-    entries.push(stale);
-    let resp = srv.post("/", &bundle("transaction", entries)).await;
+    let resp = srv.post("/", &failing_at(stale)).await;
     assert!(
         matches!(resp.status, 409 | 412),
         "stale If-Match in a transaction: {}",
@@ -207,18 +196,8 @@ async fn failed_transaction_writes_nothing() {
 
     // (c) Two entries write the same resource.
     let twice = vec![
-        entry(
-            None,
-            json!({"resourceType": "Patient", "id": "twice"}),
-            "PUT",
-            "Patient/twice",
-        ),
-        entry(
-            None,
-            json!({"resourceType": "Patient", "id": "twice", "active": true}),
-            "PUT",
-            "Patient/twice",
-        ),
+        put_entry(json!({"resourceType": "Patient", "id": "twice"})),
+        put_entry(json!({"resourceType": "Patient", "id": "twice", "active": true})),
     ];
     let resp = srv.post("/", &bundle("transaction", twice)).await;
     assert!(

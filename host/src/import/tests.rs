@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -15,32 +15,16 @@ use super::request::{ImportInput, ImportMode, ImportRequest, SourceUrl};
 use super::result::ImportResult;
 use super::source::{ImportSources, file_url};
 use super::{ImportConfig, ImportHandler, error_file_path, session_of};
-use crate::config::PluginsConfig;
 use crate::fhir::resource::Resource;
 use crate::fhir::{Instant, ResourceId, ResourceType};
-use crate::jobs::{
-    Heartbeat, JobContext, JobFailure, JobHandler, JobKind, JobRecord, JobStore, NewJob,
-};
-use crate::plugins::{PluginRegistry, Runtime};
+use crate::jobs::{Heartbeat, JobContext, JobFailure, JobHandler, JobKind, JobRecord, JobStore};
 use crate::store::sled::SledStore;
 use crate::store::{
     CommitMode, HistoryQuery, HistoryScope, ImportBatch, ImportOutcome, ImportRejection,
     ImportSession, Precondition, RejectionIter, Store, StoreError, StoreStats, StoredVersion,
     VersionIter, WriteOp, WriteResult,
 };
-
-const WORKER: &str = "test/1";
-
-/// The default plugins, compiled once for all import tests.
-fn plugins() -> Arc<PluginRegistry> {
-    static PLUGINS: OnceLock<Arc<PluginRegistry>> = OnceLock::new();
-    PLUGINS
-        .get_or_init(|| {
-            let runtime = Runtime::new(None).unwrap();
-            Arc::new(PluginRegistry::load(runtime, &PluginsConfig::default()).unwrap())
-        })
-        .clone()
-}
+use crate::tests::{WORKER, claim_job, default_plugins as plugins, ndjson_lines};
 
 fn rt(name: &str) -> ResourceType {
     ResourceType::parse(name).unwrap()
@@ -84,35 +68,12 @@ impl Env {
 
     /// Registers `request` and claims it, as the engine would.
     fn job(&self, request: &ImportRequest) -> JobRecord {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        // Distinct requests: enqueue would hand back a pending twin.
-        let mut request = request.clone();
-        request.request_url = format!(
-            "{}#{}",
-            request.request_url,
-            N.fetch_add(1, Ordering::SeqCst)
-        );
-        let (job, _) = self
-            .store
-            .enqueue(NewJob {
-                kind: JobKind::Import,
-                request: serde_json::to_value(&request).unwrap(),
-                owner: None,
-                created: Instant::now(),
-            })
-            .unwrap();
-        let claimed = self
-            .store
-            .claim(
-                &[JobKind::Import],
-                WORKER,
-                Instant::now(),
-                Duration::from_secs(600),
-            )
-            .unwrap()
-            .unwrap();
-        assert_eq!(claimed.id, job.id);
-        claimed
+        claim_job(
+            self.store.as_ref(),
+            JobKind::Import,
+            request,
+            Instant::now(),
+        )
     }
 
     fn context(&self, job: &JobRecord) -> JobContext {
@@ -137,12 +98,7 @@ impl Env {
         for e in &result.error {
             let path = error_file_path(&self.config, &job.id, &e.file).unwrap();
             let text = std::fs::read_to_string(path).unwrap();
-            assert!(text.ends_with('\n'));
-            let lines: Vec<Value> = text
-                .lines()
-                .map(|l| serde_json::from_str(l).unwrap())
-                .collect();
-            assert_eq!(lines.len() as u64, e.count, "{}", e.file);
+            let lines = ndjson_lines(&text, e.count, &e.file);
             errors.insert(e.file.clone(), lines);
         }
         // Nothing of the run is left in the store's bookkeeping.
@@ -869,25 +825,12 @@ fn export_with_history_imports_back_identically() {
         "lenient": false, "warnings": []
     }))
     .unwrap();
-    source
-        .store
-        .enqueue(NewJob {
-            kind: JobKind::Export,
-            request: serde_json::to_value(&export_request).unwrap(),
-            owner: None,
-            created: Instant::now(),
-        })
-        .unwrap();
-    let job = source
-        .store
-        .claim(
-            &[JobKind::Export],
-            WORKER,
-            Instant::now(),
-            Duration::from_secs(600),
-        )
-        .unwrap()
-        .unwrap();
+    let job = claim_job(
+        source.store.as_ref(),
+        JobKind::Export,
+        &export_request,
+        Instant::now(),
+    );
     let value = exporter.run(&job, &source.context(&job)).unwrap();
     let exported: crate::export::ExportResult = serde_json::from_value(value.clone()).unwrap();
     let job = JobRecord {

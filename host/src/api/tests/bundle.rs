@@ -105,18 +105,8 @@ async fn transaction_rewrites_urn_references() {
 #[tokio::test]
 async fn transaction_orders_writes_and_answers_in_entry_order() {
     let api = Api::new();
-    api.put(
-        "/Patient/old",
-        &json!({"resourceType": "Patient", "id": "old"}),
-    )
-    .await
-    .ok(201);
-    api.put(
-        "/Patient/kept",
-        &json!({"resourceType": "Patient", "id": "kept"}),
-    )
-    .await
-    .ok(201);
+    api.create_patient("old").await;
+    api.create_patient("kept").await;
     let entries = vec![
         entry(None, "GET", "Patient/kept", None),
         entry(
@@ -185,12 +175,7 @@ async fn transaction_orders_writes_and_answers_in_entry_order() {
 #[tokio::test]
 async fn a_failing_entry_fails_the_whole_transaction() {
     let api = Api::new();
-    api.put(
-        "/Patient/existing",
-        &json!({"resourceType": "Patient", "id": "existing"}),
-    )
-    .await
-    .ok(201);
+    api.create_patient("existing").await;
     let before = api.stats();
 
     let mut stale = entry(

@@ -1,7 +1,7 @@
 use axum::http::Method;
-use serde_json::json;
+use serde_json::{Value, json};
 
-use super::{Api, BASE, without_meta};
+use super::{Api, BASE, Resp, without_meta};
 
 #[tokio::test]
 async fn create_assigns_an_id_and_answers_201() {
@@ -31,42 +31,27 @@ async fn create_assigns_an_id_and_answers_201() {
     assert_eq!(read.header("last-modified"), resp.header("last-modified"));
 }
 
+/// A create of `body` with `Prefer: return=<prefer>`.
+async fn post_preferring(api: &Api, prefer: &str, body: &Value) -> Resp {
+    let prefer = format!("return={prefer}");
+    api.send_json(Method::POST, "/Patient", &[("prefer", &prefer)], body)
+        .await
+}
+
 #[tokio::test]
 async fn prefer_chooses_the_body_of_a_write() {
     let api = Api::new();
     let patient = json!({"resourceType": "Patient"});
-    let minimal = api
-        .send_json(
-            Method::POST,
-            "/Patient",
-            &[("prefer", "return=minimal")],
-            &patient,
-        )
-        .await
-        .ok(201);
+    let minimal = post_preferring(&api, "minimal", &patient).await.ok(201);
     assert!(minimal.body.is_empty());
     assert!(minimal.header("location").is_some() && minimal.header("etag").is_some());
 
-    let outcome = api
-        .send_json(
-            Method::POST,
-            "/Patient",
-            &[("prefer", "return=OperationOutcome")],
-            &patient,
-        )
-        .await;
+    let outcome = post_preferring(&api, "OperationOutcome", &patient).await;
     let outcome = outcome.ok(201).json();
     assert_eq!(outcome["resourceType"], "OperationOutcome");
     assert_eq!(outcome["issue"][0]["severity"], "information");
 
-    let full = api
-        .send_json(
-            Method::POST,
-            "/Patient",
-            &[("prefer", "return=representation")],
-            &patient,
-        )
-        .await;
+    let full = post_preferring(&api, "representation", &patient).await;
     assert_eq!(full.ok(201).json()["resourceType"], "Patient");
 }
 
@@ -94,83 +79,50 @@ async fn update_creates_then_versions() {
     api.get("/Patient/p1/_history/3").await.outcome(404);
 }
 
+/// An update of `uri` to `body` with `If-Match: etag`.
+async fn put_if(api: &Api, uri: &str, etag: &str, body: &Value) -> Resp {
+    api.send_json(Method::PUT, uri, &[("if-match", etag)], body)
+        .await
+}
+
+/// A delete of `uri` with `If-Match: etag`.
+async fn delete_if(api: &Api, uri: &str, etag: &str) -> Resp {
+    api.send(Method::DELETE, uri, &[("if-match", etag)], None)
+        .await
+}
+
 #[tokio::test]
 async fn if_match_guards_updates_and_deletes() {
     let api = Api::new();
     let body = json!({"resourceType": "Patient", "id": "p1"});
     api.put("/Patient/p1", &body).await.ok(201);
     for etag in ["W/\"1\"", "\"2\""] {
-        api.send_json(Method::PUT, "/Patient/p1", &[("if-match", etag)], &body)
-            .await
-            .ok(200);
+        put_if(&api, "/Patient/p1", etag, &body).await.ok(200);
     }
-    let stale = api
-        .send_json(
-            Method::PUT,
-            "/Patient/p1",
-            &[("if-match", "W/\"1\"")],
-            &body,
-        )
-        .await;
+    let stale = put_if(&api, "/Patient/p1", "W/\"1\"", &body).await;
     assert_eq!(stale.outcome(412)["code"], "conflict");
-    api.send(
-        Method::DELETE,
-        "/Patient/p1",
-        &[("if-match", "W/\"2\"")],
-        None,
-    )
-    .await
-    .outcome(412);
-    api.send(
-        Method::DELETE,
-        "/Patient/p1",
-        &[("if-match", "W/\"3\"")],
-        None,
-    )
-    .await
-    .ok(204);
+    delete_if(&api, "/Patient/p1", "W/\"2\"").await.outcome(412);
+    delete_if(&api, "/Patient/p1", "W/\"3\"").await.ok(204);
 
     // Deleted, or never written: nothing to match.
-    api.send_json(
-        Method::PUT,
-        "/Patient/p1",
-        &[("if-match", "W/\"4\"")],
-        &body,
-    )
-    .await
-    .outcome(409);
-    api.send(
-        Method::DELETE,
-        "/Patient/p1",
-        &[("if-match", "W/\"4\"")],
-        None,
-    )
-    .await
-    .outcome(409);
-    api.send_json(
-        Method::PUT,
-        "/Patient/new",
-        &[("if-match", "W/\"1\"")],
-        &json!({"resourceType": "Patient", "id": "new"}),
-    )
-    .await
-    .outcome(409);
+    put_if(&api, "/Patient/p1", "W/\"4\"", &body)
+        .await
+        .outcome(409);
+    delete_if(&api, "/Patient/p1", "W/\"4\"").await.outcome(409);
+    let new = json!({"resourceType": "Patient", "id": "new"});
+    put_if(&api, "/Patient/new", "W/\"1\"", &new)
+        .await
+        .outcome(409);
     api.get("/Patient/new").await.outcome(404);
 
-    api.send_json(Method::PUT, "/Patient/p1", &[("if-match", "one")], &body)
-        .await
-        .outcome(400);
+    put_if(&api, "/Patient/p1", "one", &body).await.outcome(400);
 }
 
 #[tokio::test]
 async fn delete_is_idempotent_and_leaves_a_tombstone() {
     let api = Api::new();
-    api.put(
-        "/Patient/p1",
-        &json!({"resourceType": "Patient", "id": "p1"}),
-    )
-    .await
-    .ok(201);
+    let body = json!({"resourceType": "Patient", "id": "p1"});
+    api.put("/Patient/p1", &body).await.ok(201);
     let deleted = api.delete("/Patient/p1").await.ok(204);
     assert!(deleted.body.is_empty());
     let gone = api.get("/Patient/p1").await.outcome(410);
@@ -188,25 +140,15 @@ async fn delete_is_idempotent_and_leaves_a_tombstone() {
     );
 
     // Update after delete brings it back.
-    let back = api
-        .put(
-            "/Patient/p1",
-            &json!({"resourceType": "Patient", "id": "p1"}),
-        )
-        .await
-        .ok(201);
+    let back = api.put("/Patient/p1", &body).await.ok(201);
     assert_eq!(back.header("etag"), Some("W/\"3\""));
 }
 
 #[tokio::test]
 async fn head_answers_like_get_without_a_body() {
     let api = Api::new();
-    api.put(
-        "/Patient/p1",
-        &json!({"resourceType": "Patient", "id": "p1"}),
-    )
-    .await
-    .ok(201);
+    let body = json!({"resourceType": "Patient", "id": "p1"});
+    api.put("/Patient/p1", &body).await.ok(201);
     let head = api.send(Method::HEAD, "/Patient/p1", &[], None).await;
     assert_eq!(head.status.as_u16(), 200);
     assert_eq!(head.header("etag"), Some("W/\"1\""));

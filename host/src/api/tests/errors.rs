@@ -192,10 +192,5 @@ async fn bodies_over_the_limit_are_413() {
     .outcome(413);
     assert_eq!(api.stats().versions, 0);
 
-    api.put(
-        "/Patient/small",
-        &json!({"resourceType": "Patient", "id": "small"}),
-    )
-    .await
-    .ok(201);
+    api.create_patient("small").await;
 }

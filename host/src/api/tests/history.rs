@@ -1,6 +1,6 @@
 use serde_json::{Value, json};
 
-use super::{Api, BASE};
+use super::{Api, BASE, next_link};
 
 /// `Type/id` and version of a history entry (tombstones by their request URL and ETag).
 fn key(entry: &Value) -> (String, String) {
@@ -29,16 +29,8 @@ async fn pages(api: &Api, uri: &str) -> Vec<Vec<Value>> {
             (Some("Bundle"), Some("history"))
         );
         assert!(bundle.get("total").is_none());
-        let links = bundle["link"].as_array().unwrap();
-        assert_eq!(links[0]["relation"], "self");
-        next = links.iter().find(|l| l["relation"] == "next").map(|l| {
-            l["url"]
-                .as_str()
-                .unwrap()
-                .strip_prefix(BASE)
-                .unwrap()
-                .to_owned()
-        });
+        assert_eq!(bundle["link"][0]["relation"], "self");
+        next = next_link(&bundle);
         pages.push(bundle["entry"].as_array().cloned().unwrap_or_default());
         assert!(pages.len() < 100);
     }
@@ -46,9 +38,7 @@ async fn pages(api: &Api, uri: &str) -> Vec<Vec<Value>> {
 }
 
 async fn write_some(api: &Api) {
-    api.put("/Patient/a", &json!({"resourceType": "Patient", "id": "a"}))
-        .await
-        .ok(201);
+    api.create_patient("a").await;
     api.put(
         "/Observation/o",
         &json!({"resourceType": "Observation", "id": "o", "status": "final"}),

@@ -47,9 +47,7 @@ fn status_path(resp: &super::Resp) -> String {
 #[tokio::test]
 async fn a_queued_initial_load_locks_writes_until_cancelled() {
     let (api, url) = queued_api();
-    api.put("/Patient/a", &json!({"resourceType": "Patient", "id": "a"}))
-        .await
-        .ok(201);
+    api.create_patient("a").await;
     let resp = kickoff(&api, &body("InitialLoad", &url)).await.ok(202);
     let status = status_path(&resp);
 
@@ -117,9 +115,7 @@ async fn a_queued_initial_load_locks_writes_until_cancelled() {
 async fn an_incremental_load_locks_nothing_and_blocks_initial_loads() {
     let (api, url) = queued_api();
     let resp = kickoff(&api, &body("IncrementalLoad", &url)).await.ok(202);
-    api.put("/Patient/b", &json!({"resourceType": "Patient", "id": "b"}))
-        .await
-        .ok(201);
+    api.create_patient("b").await;
     let initial = kickoff(&api, &body("InitialLoad", &url)).await;
     assert_eq!(initial.status, StatusCode::CONFLICT);
     // Incremental loads may run side by side.

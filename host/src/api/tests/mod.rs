@@ -11,7 +11,7 @@ mod metadata;
 mod plugins;
 mod search;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -25,16 +25,17 @@ use super::export::Exports;
 use super::import::Imports;
 use super::import::lock::ImportLock;
 use super::{ApiLimits, AppState, router};
-use crate::config::{ConfigSource, PluginsConfig};
+use crate::config::ConfigSource;
 use crate::destinations::LocalDestination;
 use crate::export::{ExportConfig, ExportHandler};
 use crate::import::source::ImportSources;
 use crate::import::{ImportConfig, ImportHandler};
 use crate::jobs::engine::{Engine, EngineConfig};
 use crate::jobs::{JobHandler, JobStore};
-use crate::plugins::{PluginRegistry, Runtime};
+use crate::plugins::PluginRegistry;
 use crate::store::sled::SledStore;
 use crate::store::{Store, StoreStats};
+use crate::tests::default_plugins;
 
 pub const BASE: &str = "http://hearth.test";
 pub const FHIR_JSON: &str = "application/fhir+json";
@@ -223,6 +224,12 @@ impl Api {
         self.send_json(Method::POST, uri, &[], body).await
     }
 
+    /// Creates `Patient/{id}` with nothing but its id.
+    pub async fn create_patient(&self, id: &str) -> Resp {
+        let body = serde_json::json!({"resourceType": "Patient", "id": id});
+        self.put(&format!("/Patient/{id}"), &body).await.ok(201)
+    }
+
     pub async fn send_json(
         &self,
         method: Method,
@@ -282,21 +289,17 @@ impl Resp {
     }
 }
 
-/// The default plugins, loaded once for all the tests that do not reload
-/// them: loading compiles four components.
-fn default_plugins() -> Arc<PluginRegistry> {
-    static PLUGINS: OnceLock<Arc<PluginRegistry>> = OnceLock::new();
-    PLUGINS
-        .get_or_init(|| {
-            let runtime = Runtime::new(None).unwrap();
-            Arc::new(PluginRegistry::load(runtime, &PluginsConfig::default()).unwrap())
-        })
-        .clone()
-}
-
 /// The resource without the `meta` the server sets.
 pub fn without_meta(resource: &Value) -> Value {
     let mut r = resource.clone();
     r.as_object_mut().unwrap().remove("meta");
     r
+}
+
+/// The `next` link of a Bundle page, as a path under [`BASE`].
+pub fn next_link(bundle: &Value) -> Option<String> {
+    let links = bundle["link"].as_array().unwrap();
+    let next = links.iter().find(|l| l["relation"] == "next")?;
+    let url = next["url"].as_str().unwrap();
+    Some(url.strip_prefix(BASE).unwrap().to_owned())
 }

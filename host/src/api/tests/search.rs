@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use axum::http::Method;
 use serde_json::{Value, json};
 
-use super::{Api, BASE};
+use super::{Api, BASE, next_link};
 
 /// Twelve Observations `o00`..`o11`; every third one `final`.
 async fn seeded() -> Api {
@@ -46,19 +46,7 @@ async fn listing(api: &Api, uri: &str) -> (Vec<Vec<String>>, Value) {
             })
             .collect();
         pages.push(ids);
-        next = bundle["link"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|l| l["relation"] == "next")
-            .map(|l| {
-                l["url"]
-                    .as_str()
-                    .unwrap()
-                    .strip_prefix(BASE)
-                    .unwrap()
-                    .to_owned()
-            });
+        next = next_link(&bundle);
         first.get_or_insert(bundle);
     }
     (pages, first.unwrap())

@@ -9,36 +9,22 @@ mod sinks;
 mod system;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use super::{ExportConfig, ExportHandler, ExportResult};
-use crate::config::PluginsConfig;
 use crate::destinations::{Destination, Download, Folder, LocalDestination};
 use crate::export::request::{Associated, ExportLevel, ExportRequest};
 use crate::fhir::resource::Resource;
 use crate::fhir::{Instant, ResourceId, ResourceType};
-use crate::jobs::{JobContext, JobFailure, JobHandler, JobKind, JobRecord, JobStore, NewJob};
-use crate::plugins::{PluginRegistry, Runtime};
+use crate::jobs::{JobContext, JobFailure, JobHandler, JobKind, JobRecord, JobStore};
+use crate::plugins::PluginRegistry;
 use crate::store::sled::SledStore;
 use crate::store::{CommitMode, Precondition, Store, WriteOp};
-
-pub const WORKER: &str = "test/1";
-
-/// The default plugins, compiled once for all export tests.
-pub fn plugins() -> Arc<PluginRegistry> {
-    static PLUGINS: OnceLock<Arc<PluginRegistry>> = OnceLock::new();
-    PLUGINS
-        .get_or_init(|| {
-            let runtime = Runtime::new(None).unwrap();
-            Arc::new(PluginRegistry::load(runtime, &PluginsConfig::default()).unwrap())
-        })
-        .clone()
-}
+use crate::tests::{WORKER, claim_job, default_plugins, ndjson_lines};
 
 pub fn rt(name: &str) -> ResourceType {
     ResourceType::parse(name).unwrap()
@@ -107,9 +93,14 @@ impl Env {
     }
 
     pub fn handler(&self) -> ExportHandler {
+        self.handler_with(default_plugins())
+    }
+
+    /// A handler running the plugins of `registry` instead of the defaults.
+    pub fn handler_with(&self, registry: Arc<PluginRegistry>) -> ExportHandler {
         ExportHandler::new(
             self.store.clone(),
-            plugins(),
+            registry,
             self.destination.clone(),
             self.config.clone(),
         )
@@ -117,35 +108,8 @@ impl Env {
 
     /// Registers `request` and claims it, as the engine would.
     pub fn job(&self, request: &ExportRequest) -> JobRecord {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        // Distinct requests: enqueue would hand back a pending twin.
-        let mut request = request.clone();
-        request.request_url = format!(
-            "{}#{}",
-            request.request_url,
-            N.fetch_add(1, Ordering::SeqCst)
-        );
-        let (job, _) = self
-            .store
-            .enqueue(NewJob {
-                kind: JobKind::Export,
-                request: serde_json::to_value(&request).unwrap(),
-                owner: None,
-                created: Instant::parse("2024-05-01T12:00:00Z").unwrap(),
-            })
-            .unwrap();
-        let claimed = self
-            .store
-            .claim(
-                &[JobKind::Export],
-                WORKER,
-                Instant::now(),
-                Duration::from_secs(600),
-            )
-            .unwrap()
-            .unwrap();
-        assert_eq!(claimed.id, job.id);
-        claimed
+        let created = Instant::parse("2024-05-01T12:00:00Z").unwrap();
+        claim_job(self.store.as_ref(), JobKind::Export, request, created)
     }
 
     pub fn context(&self, job: &JobRecord) -> JobContext {
@@ -180,12 +144,7 @@ impl Env {
                     panic!("{} is not downloadable", f.file);
                 };
                 let text = std::fs::read_to_string(path).unwrap();
-                let lines: Vec<Value> = text
-                    .lines()
-                    .map(|l| serde_json::from_str(l).unwrap())
-                    .collect();
-                assert_eq!(lines.len() as u64, f.count, "{}", f.file);
-                assert!(text.ends_with('\n'), "{}", f.file);
+                let lines = ndjson_lines(&text, f.count, &f.file);
                 out.entry(f.rtype.clone()).or_default().extend(lines);
             }
             out
@@ -324,6 +283,19 @@ pub fn fixture(env: &Env) {
     ]);
 }
 
+/// What exporting Group `g` of [`fixture`] writes: the Group and the
+/// compartments of its members p1 and p2 (o3 is in both), each once.
+pub const GROUP_G: [&str; 8] = [
+    "Condition/c1",
+    "Encounter/e1",
+    "Group/g",
+    "Observation/o1",
+    "Observation/o2",
+    "Observation/o3",
+    "Patient/p1",
+    "Patient/p2",
+];
+
 /// A failed run's answer.
 pub fn failure(env: &Env, request: &ExportRequest) -> (JobRecord, JobFailure) {
     let job = env.job(request);
@@ -332,9 +304,16 @@ pub fn failure(env: &Env, request: &ExportRequest) -> (JobRecord, JobFailure) {
     (job, failure)
 }
 
-pub fn failed_status(f: &JobFailure) -> (u16, String) {
-    match f {
-        JobFailure::Failed(e) => (e.status, e.outcome.to_string()),
-        other => panic!("{other:?}"),
+/// Asserts that `f` failed the job with `status` and an outcome naming
+/// each of `needles`.
+#[track_caller]
+pub fn assert_failed(f: &JobFailure, status: u16, needles: &[&str]) {
+    let JobFailure::Failed(e) = f else {
+        panic!("{f:?}")
+    };
+    let outcome = e.outcome.to_string();
+    assert_eq!(e.status, status, "{outcome}");
+    for needle in needles {
+        assert!(outcome.contains(needle), "{needle}: {outcome}");
     }
 }

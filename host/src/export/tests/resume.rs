@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::jobs::{Finish, Heartbeat, JobId, JobStoreError, Progress};
+use crate::jobs::{Finish, Heartbeat, JobId, JobStoreError, NewJob, Progress};
 
 /// What happens once the allowed checkpoints are used up.
 #[derive(Clone, Copy)]

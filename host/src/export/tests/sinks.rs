@@ -7,7 +7,8 @@ use std::io::Read;
 use std::path::Path;
 
 use super::*;
-use crate::config::PluginConfig;
+use crate::config::{PluginConfig, PluginsConfig};
+use crate::plugins::{PluginRegistry, Runtime};
 
 fn sink(component: &str, extension: Option<&str>, config: &[(&str, &str)]) -> PluginConfig {
     PluginConfig {
@@ -30,13 +31,7 @@ fn with_sinks(env: &Env, sinks: &[(&str, PluginConfig)]) -> (ExportHandler, Arc<
         ..PluginsConfig::default()
     };
     let registry = Arc::new(PluginRegistry::load(Runtime::new(None).unwrap(), &config).unwrap());
-    let handler = ExportHandler::new(
-        env.store.clone(),
-        registry.clone(),
-        env.destination.clone(),
-        env.config.clone(),
-    );
-    (handler, registry)
+    (env.handler_with(registry.clone()), registry)
 }
 
 fn sunk(env: &Env, name: &str) -> JobRecord {
@@ -82,12 +77,7 @@ fn a_sink_removed_by_a_reload_fails_the_job_naming_it() {
     let job = sunk(&env, "gz");
     registry.reload(&PluginsConfig::default()).unwrap();
     let f = handler.run(&job, &env.context(&job)).unwrap_err();
-    let (status, outcome) = failed_status(&f);
-    assert_eq!(status, 500);
-    assert!(
-        outcome.contains("'gz'") && outcome.contains("no longer configured"),
-        "{outcome}"
-    );
+    assert_failed(&f, 500, &["'gz'", "no longer configured"]);
 }
 
 #[test]
@@ -98,12 +88,7 @@ fn a_trapping_sink_fails_the_job_and_leaves_no_files() {
     let (handler, _) = with_sinks(&env, &[("trap", trap)]);
     let job = sunk(&env, "trap");
     let f = handler.run(&job, &env.context(&job)).unwrap_err();
-    let (status, outcome) = failed_status(&f);
-    assert_eq!(status, 500);
-    assert!(
-        outcome.contains("sinks.trap") && outcome.contains("trapped"),
-        "{outcome}"
-    );
+    assert_failed(&f, 500, &["sinks.trap", "trapped"]);
     assert!(env.folder_files(&job).is_empty());
 }
 
@@ -120,11 +105,6 @@ fn a_sink_trapping_while_a_group_unit_commits_fails_the_job_and_leaves_no_files(
     r.sink = Some("trap".to_owned());
     let job = env.job(&r);
     let f = handler.run(&job, &env.context(&job)).unwrap_err();
-    let (status, outcome) = failed_status(&f);
-    assert_eq!(status, 500);
-    assert!(
-        outcome.contains("sinks.trap") && outcome.contains("trapped"),
-        "{outcome}"
-    );
+    assert_failed(&f, 500, &["sinks.trap", "trapped"]);
     assert!(env.folder_files(&job).is_empty());
 }

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::config::PluginConfig;
+use crate::config::{PluginConfig, PluginsConfig};
 use crate::export::manifest;
 use crate::export::request::{TypeFilter, Warning};
+use crate::plugins::{PluginRegistry, Runtime};
 use crate::store::Store;
 
 #[test]
@@ -240,9 +241,7 @@ fn a_refused_filter_fails_strict_and_is_dropped_with_a_warning_when_lenient() {
         filter("Observation", "code:in=http://example.org/vs"),
     ];
     let (job, f) = failure(&env, &r);
-    let (status, outcome) = failed_status(&f);
-    assert_eq!(status, 400, "{outcome}");
-    assert!(outcome.contains("code:in"), "{outcome}");
+    assert_failed(&f, 400, &["code:in"]);
     assert!(env.folder_files(&job).is_empty());
 
     r.lenient = true;
@@ -380,23 +379,13 @@ fn a_plugin_fault_fails_the_job_naming_the_plugin() {
         ..PluginsConfig::default()
     };
     let registry = Arc::new(PluginRegistry::load(Runtime::new(None).unwrap(), &hostile).unwrap());
-    let handler = ExportHandler::new(
-        env.store.clone(),
-        registry,
-        env.destination.clone(),
-        env.config.clone(),
-    );
+    let handler = env.handler_with(registry);
     let mut r = request(ExportLevel::System, env.now());
     r.types = vec![rt("Observation"), rt("Patient")];
     r.type_filters = vec![filter("Observation", "fault=trap")];
     let job = env.job(&r);
     let f = handler.run(&job, &env.context(&job)).unwrap_err();
-    let (status, outcome) = failed_status(&f);
-    assert_eq!(status, 500);
-    assert!(
-        outcome.contains("hostile.wasm") && outcome.contains("trapped"),
-        "{outcome}"
-    );
+    assert_failed(&f, 500, &["hostile.wasm", "trapped"]);
     // A failed export's files are removed.
     assert!(env.folder_files(&job).is_empty());
 }
