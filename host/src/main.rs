@@ -14,6 +14,7 @@ use hearth::config::{LogConfig, LogFormat};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
+    disable_transparent_huge_pages();
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {
@@ -50,6 +51,20 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// mimalloc asks for transparent huge pages on its arenas (and a kernel in
+/// THP "always" mode gives them anyway): a 2 MiB page counts whole in RSS
+/// however little of it is in use, which measured 40-60 MB more RSS idle and
+/// at the ×10 export's peak (README, Export). Turning THP off for the
+/// process applies to the arenas already mapped, for their next faults.
+fn disable_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_THP_DISABLE only sets a flag of this process; the
+    // unused arguments must be zero.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
 }
 
 fn init_tracing(log: &LogConfig) {
