@@ -7,7 +7,8 @@
 //! ```
 //!
 //! Options: `--factor N[,N...]` (repeatable), `--batch N` (ops per commit,
-//! default 1000), `--tmp DIR` (where data and stores go, default the system
+//! default 1000), `--cache-mib N` (sled's page cache, default the
+//! server's), `--tmp DIR` (where data and stores go, default the system
 //! temp folder). Unknown flags (cargo passes `--bench`) are ignored.
 //!
 //! Each factor runs in a fresh child process (this executable re-run with
@@ -36,7 +37,7 @@ use hearth::dataset;
 use hearth::fhir::ResourceType;
 use hearth::fhir::resource::Resource;
 use hearth::store::Store;
-use hearth::store::sled::SledStore;
+use hearth::store::sled::{DEFAULT_CACHE_BYTES, SledStore};
 
 // The allocator the server binary uses, so the numbers are the server's.
 #[global_allocator]
@@ -49,6 +50,8 @@ const DEFAULT_BATCH: usize = 1000;
 struct Args {
     factors: Vec<u32>,
     batch: usize,
+    /// sled's page cache (the server's `storage.cache_mib`).
+    cache_mib: u64,
     tmp: Option<PathBuf>,
     /// Child mode: `(data dir, store dir)`.
     child: Option<(PathBuf, PathBuf)>,
@@ -58,6 +61,7 @@ fn parse_args() -> Args {
     let mut args = Args {
         factors: Vec::new(),
         batch: DEFAULT_BATCH,
+        cache_mib: DEFAULT_CACHE_BYTES >> 20,
         tmp: None,
         child: None,
     };
@@ -78,6 +82,7 @@ fn parse_args() -> Args {
                 }
             }
             "--batch" => args.batch = value().parse().expect("--batch takes a number ≥ 1"),
+            "--cache-mib" => args.cache_mib = value().parse().expect("--cache-mib takes MiB"),
             "--tmp" => args.tmp = Some(value().into()),
             "--child-data" => data = Some(PathBuf::from(value())),
             "--child-store" => store = Some(PathBuf::from(value())),
@@ -97,7 +102,7 @@ fn parse_args() -> Args {
 fn main() {
     let args = parse_args();
     match &args.child {
-        Some((data, store)) => child(data, store, args.batch),
+        Some((data, store)) => child(data, store, args.batch, args.cache_mib << 20),
         None => parent(&args),
     }
 }
@@ -151,6 +156,8 @@ fn parent(args: &Args) {
             .arg(&store)
             .arg("--batch")
             .arg(args.batch.to_string())
+            .arg("--cache-mib")
+            .arg(args.cache_mib.to_string())
             .stdin(Stdio::null())
             .stderr(Stdio::inherit())
             .output()
@@ -218,9 +225,10 @@ fn print_table(args: &Args, results: &[Measured]) {
 
     println!();
     println!(
-        "`cargo bench -p hearth --bench store -- --factor {} --batch {}` ({cpu}, {cores} cores; sled store, `commit` of {} `Create`s per `AllOrNothing` batch)",
+        "`cargo bench -p hearth --bench store -- --factor {} --batch {} --cache-mib {}` ({cpu}, {cores} cores; sled store, `commit` of {} `Create`s per `AllOrNothing` batch)",
         factors.join(","),
         args.batch,
+        args.cache_mib,
         args.batch
     );
     println!();
@@ -267,7 +275,7 @@ fn print_table(args: &Args, results: &[Measured]) {
 
 // ---------------------------------------------------------------- child
 
-fn child(data: &Path, store_dir: &Path, batch: usize) {
+fn child(data: &Path, store_dir: &Path, batch: usize, cache_bytes: u64) {
     // 0. For reference: reading and parsing alone, the ceiling of (1).
     let t = Clock::now();
     let mut parsed = 0u64;
@@ -283,7 +291,7 @@ fn child(data: &Path, store_dir: &Path, batch: usize) {
     );
 
     // 1. Bulk write.
-    let store = SledStore::open(store_dir).expect("open store");
+    let store = SledStore::open_with_cache(store_dir, cache_bytes).expect("open store");
     let t = Clock::now();
     let loaded = dataset::load(&store, data, batch).expect("bulk write");
     let (resources, input_bytes) = (loaded.resources, loaded.bytes);
@@ -296,7 +304,7 @@ fn child(data: &Path, store_dir: &Path, batch: usize) {
 
     // 2. Reopen, then scan twice.
     let t = Clock::now();
-    let store = SledStore::open(store_dir).expect("reopen store");
+    let store = SledStore::open_with_cache(store_dir, cache_bytes).expect("reopen store");
     let reopen_secs = t.elapsed().as_secs_f64();
     let snapshot = store.now().expect("store clock");
     let mut scans = Vec::new();
