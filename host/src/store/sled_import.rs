@@ -589,18 +589,7 @@ impl Apply<'_> {
                 self.batch
                     .remove(keys::member_key(patient, rtype, &item.id, *loser));
             }
-            if let Some((&after, slot)) = versions
-                .range((Bound::Excluded(*loser), Bound::Unbounded))
-                .next()
-            {
-                let theirs = patients_at(versions, after);
-                for patient in before.iter().filter(|p| !theirs.contains(p)) {
-                    self.batch.insert(
-                        keys::member_key(patient, rtype, &item.id, after),
-                        record::encode_left(slot.last_updated),
-                    );
-                }
-            }
+            self.mark_left_above(item, versions, *loser, &before);
             self.meta.removed += 1;
             let conflict = ImportConflict::OutOfOrder {
                 version: *loser,
@@ -639,17 +628,30 @@ impl Apply<'_> {
                 }
             }
         }
-        if let Some((&after, slot)) = versions
-            .range((Bound::Excluded(meta.version), Bound::Unbounded))
+        self.mark_left_above(item, versions, meta.version, patients);
+    }
+
+    /// A left marker at the version above `version`, for each of
+    /// `patients` whose compartment that version is not in.
+    fn mark_left_above(
+        &mut self,
+        item: &ImportItem,
+        versions: &BTreeMap<u64, Slot>,
+        version: u64,
+        patients: &[String],
+    ) {
+        let Some((&after, slot)) = versions
+            .range((Bound::Excluded(version), Bound::Unbounded))
             .next()
-        {
-            let theirs = patients_at(versions, after);
-            for patient in patients.iter().filter(|p| !theirs.contains(p)) {
-                self.batch.insert(
-                    keys::member_key(patient, rtype, &item.id, after),
-                    record::encode_left(slot.last_updated),
-                );
-            }
+        else {
+            return;
+        };
+        let theirs = patients_at(versions, after);
+        for patient in patients.iter().filter(|p| !theirs.contains(p)) {
+            self.batch.insert(
+                keys::member_key(patient, item.resource.rtype, &item.id, after),
+                record::encode_left(slot.last_updated),
+            );
         }
     }
 
